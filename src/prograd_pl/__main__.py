@@ -1,0 +1,63 @@
+"""``python -m prograd_pl [overrides]`` (Hydra app) and the ``report | interpret | data`` sub-commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+CONF_DIR = os.environ.get("PROGRAD_CONF", str(Path(__file__).resolve().parents[2] / "conf"))
+SUBCOMMANDS = ("report", "interpret", "data")
+
+
+def _hydra_main() -> None:
+    import hydra
+    from omegaconf import DictConfig
+
+    from prograd_pl.errors import USER_ERRORS
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+    def main(cfg: DictConfig) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from prograd_pl.run import run
+
+        overrides = list(HydraConfig.get().overrides.task)
+        try:
+            result = run(cfg, overrides)
+        except USER_ERRORS as err:  # one clear sentence, no traceback
+            print(f"prograd_pl: error: {err}", file=sys.stderr)
+            sys.exit(1)
+        print(f"{result['method']} {result['eval_dataset']} ({result['subsample']}): "
+              f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}")
+
+    main()
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Console entry point: a sub-command, or the Hydra app with ``argv`` as overrides."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        cmd, rest = argv[0], argv[1:]
+        if cmd == "report":
+            from prograd_pl.results.report import main as report_main
+
+            return report_main(rest)
+        if cmd == "interpret":
+            from prograd_pl.results.interpret import main as interpret_main
+
+            return interpret_main(rest)
+        from prograd_pl.data.check import main as data_main
+
+        return data_main(rest[1:] if rest and rest[0] == "check" else rest)
+    if not Path(CONF_DIR, "config.yaml").is_file():
+        print(f"prograd_pl: no Hydra config at {CONF_DIR}/config.yaml; set PROGRAD_CONF to the conf/ folder.",
+              file=sys.stderr)
+        return 2
+    sys.argv = [sys.argv[0], *argv]
+    _hydra_main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
