@@ -1,0 +1,47 @@
+"""Shared fixtures: the real Hydra config, shrunk for tests; tiny random-weight open_clip models."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+sys.path.insert(0, str(Path(__file__).parent))
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    from prograd_pl.models.backbone import load_backbone
+
+    return load_backbone("prograd-tiny", None)
+
+
+def compose(overrides: list[str]):
+    """The project's real config composed with ``overrides`` (as the command line would)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def small_overrides(tmp_path: Path, *extra: str) -> list[str]:
+    """Tiny model, one epoch, no workers, no progress bar, everything under ``tmp_path``."""
+    return [
+        "model=tiny",
+        f"data_root={tmp_path / 'data'}",
+        f"output_root={tmp_path / 'out'}",
+        f"cache_root={tmp_path / 'cache'}",
+        "trainer.max_epochs=1",
+        "trainer.num_workers=0",
+        "trainer.progress_bar=none",
+        "logger=none",
+        *extra,
+    ]
