@@ -297,6 +297,8 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """
     opts = resolve_options(cfg)
     dataset, method, shots, seed = opts["dataset"], opts["method"], opts["shots"], int(cfg.seed)
+    if method == "zeroshot":
+        shots = 0  # no training images: one zero-shot result per dataset, whatever shots= says
     extras = folder_extras(overrides)
     run_dir = run_folder(
         cfg.output_root, setting=cfg.setting, dataset=dataset, method=method, backbone=cfg.model.name,
@@ -315,7 +317,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
     for name, sub in opts["targets"]:
         base = full if name == dataset else load_dataset(name, data_root)
         target_splits[(name, sub)] = base
-    fewshot = full if opts["info"].test_only else fewshot_split(full, shots, seed, data_root)
+    fewshot = full if (opts["info"].test_only or shots == 0) else fewshot_split(full, shots, seed, data_root)
     own_sub = "base" if cfg.setting == "base2new" else "all"
     train_splits = subsample_classes(fewshot, own_sub)
     for name, sub in opts["targets"]:

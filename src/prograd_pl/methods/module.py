@@ -184,7 +184,8 @@ class PromptTuningModule(L.LightningModule):
         self._set_lr(opt, self.current_epoch)
 
     def on_fit_start(self) -> None:
-        if self.prompt_learner is not None and self.trainer.world_size > 1:
+        dist = torch.distributed
+        if self.prompt_learner is not None and dist.is_available() and dist.is_initialized():
             # every rank must start from the same context (DDP would broadcast parameters when wrapping)
             torch.distributed.broadcast(self.prompt_learner.ctx.data, src=0)
 
@@ -225,16 +226,19 @@ class PromptTuningModule(L.LightningModule):
         logs["logits"] = logits.detach()
         return grad, logs
 
-    def _reduce(self, grad: torch.Tensor) -> torch.Tensor:
-        if self._trainer is not None and self.trainer.world_size > 1:
+    @staticmethod
+    def _reduce(grad: torch.Tensor) -> torch.Tensor:
+        """Average a gradient over all processes (identity without a process group)."""
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             grad = grad.contiguous()
-            torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
-            grad = grad / self.trainer.world_size
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            grad = grad / dist.get_world_size()
         return grad
 
     def training_step(self, batch, batch_idx: int):
         images, labels = batch
-        opt = self.optimizers(use_pl_optimizer=False)
+        opt = self.optimizers()  # LightningOptimizer: its step() advances global_step (max_steps, logging)
         grad, logs = self.compute_update(images, labels)
         ctx = self.prompt_learner.ctx
         if not torch.isfinite(grad).all():
@@ -256,7 +260,7 @@ class PromptTuningModule(L.LightningModule):
             self.log("train/grad_cos", logs["grad_cos"], batch_size=bs)
             self.log("train/conflict", logs["conflict"], batch_size=bs)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
-        self.log("train/lr", opt.param_groups[0]["lr"], batch_size=bs)
+        self.log("train/lr", opt.optimizer.param_groups[0]["lr"], batch_size=bs)
 
     # ---- evaluation ----------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:

@@ -1,0 +1,173 @@
+"""A training step of ours equals a plain hand-written step; DDP averages before projecting."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from prograd_pl.methods.module import PromptTuningModule, recipe_lr
+from prograd_pl.models.prompt_learner import PromptLearner
+
+NAMES = ["airplane", "bear", "car", "dog", "elephant", "flower", "guitar"]
+TEMPLATE = "a photo of a {}."
+LR, MOM, WD, LAM = 0.5, 0.9, 5e-4, 1.0
+
+
+def batch(backbone, n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, backbone.image_size, backbone.image_size, generator=g)
+
+
+def plain_step(backbone, ctx0, images, labels, lam=LAM, method="prograd"):
+    """The reference way: student and teacher each encode the images, 77 tokens, two backward passes."""
+    model = backbone.model
+    pl = PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
+    pl.ctx.data.copy_(ctx0)
+    scale = model.logit_scale.exp().detach()
+    img_s = F.normalize(model.encode_image(images), dim=-1)
+    img_t = F.normalize(model.encode_image(images), dim=-1)
+    text_s = F.normalize(pl("plain"), dim=-1)
+    with torch.no_grad():
+        teacher = F.normalize(model.encode_text(backbone.tokenizer([TEMPLATE.format(c) for c in NAMES])), dim=-1)
+    logits = scale * img_s @ text_s.t()
+    t_logits = scale * img_t @ teacher.t()
+    ce = F.cross_entropy(logits, labels)
+    kl = -(F.softmax(t_logits, -1) * F.log_softmax(logits, -1)).sum(-1).mean()
+    if method == "coop":
+        ce.backward()
+        grad, conflict = pl.ctx.grad.clone(), None
+    else:
+        kl.backward(retain_graph=True)
+        g_g = pl.ctx.grad.clone()
+        pl.ctx.grad = None
+        ce.backward()
+        g_d = pl.ctx.grad.clone()
+        dot = (g_d * g_g).sum()
+        conflict = bool(dot / (g_d.norm() * g_g.norm()) < 0)
+        grad = g_d - lam * dot / (g_g * g_g).sum() * g_g if conflict else g_d
+    # first SGD step: the momentum buffer is the (weight-decayed) gradient
+    return ctx0 - LR * (grad + WD * ctx0), conflict
+
+
+def our_step(backbone, ctx0, images, labels, method="prograd", encoding="auto", precision=None):
+    pl = PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
+    pl.ctx.data.copy_(ctx0)
+    module = PromptTuningModule(
+        backbone, pl, method=method, template=TEMPLATE, lam=LAM, lr=LR, momentum=MOM, weight_decay=WD,
+        max_epochs=1, warmup_epochs=0, encoding=encoding, mixed_dtype=precision,
+    )  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=len(labels)))
+    return pl.ctx.detach().clone(), module
+
+
+def initial_ctx(backbone):
+    return PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE).ctx.detach().clone()
+
+
+@pytest.mark.parametrize("want_conflict", [True, False])
+def test_prograd_step_equals_plain_step(tiny_backbone, want_conflict):
+    images = batch(tiny_backbone)
+    ctx0 = initial_ctx(tiny_backbone)
+    # find a labelling whose two gradients conflict (or align), decided by the hand-written reference
+    for seed in range(40):
+        labels = torch.randint(0, len(NAMES), (8,), generator=torch.Generator().manual_seed(seed))
+        ref, conflict = plain_step(tiny_backbone, ctx0, images, labels)
+        if conflict == want_conflict:
+            break
+    assert conflict == want_conflict
+    ours, module = our_step(tiny_backbone, ctx0, images, labels)
+    assert module.conflicts == int(conflict)
+    assert (ref - ctx0).abs().max() > 1e-3  # a real update happened
+    assert (ours - ref).abs().max() <= 1e-5
+    # and it is not the plain cross-entropy update when they conflict
+    ce_only, _ = plain_step(tiny_backbone, ctx0, images, labels, method="coop")
+    assert bool((ce_only - ref).abs().max() > 1e-6) == conflict
+
+
+def test_coop_and_all_encodings_give_same_step(tiny_backbone):
+    images = batch(tiny_backbone, seed=1)
+    labels = torch.arange(8) % len(NAMES)
+    ctx0 = initial_ctx(tiny_backbone)
+    ref, _ = plain_step(tiny_backbone, ctx0, images, labels, method="coop")
+    for enc in ("plain", "truncated", "shared_prefix"):
+        ours, _ = our_step(tiny_backbone, ctx0, images, labels, method="coop", encoding=enc)
+        assert (ours - ref).abs().max() <= 1e-5, enc
+
+
+def test_bf16_mixed_projects_with_fp32_master_context(tiny_backbone):
+    images = batch(tiny_backbone, seed=2)
+    labels = torch.arange(8) % len(NAMES)
+    ctx0 = initial_ctx(tiny_backbone)
+    ref, _ = plain_step(tiny_backbone, ctx0, images, labels)
+    ours, module = our_step(tiny_backbone, ctx0, images, labels, precision=torch.bfloat16)
+    assert module.prompt_learner.ctx.dtype == torch.float32
+    assert module.steps_done == 1
+    # bf16 towers: close to the fp32 reference, not equal
+    rel = (ours - ref).norm() / (ref - ctx0).norm()
+    assert rel < 0.1
+
+
+def test_frozen_towers_stay_in_eval_mode(tiny_backbone):
+    bn = next(m for m in tiny_backbone.model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    images = batch(tiny_backbone, seed=3)
+    _, module = our_step(tiny_backbone, initial_ctx(tiny_backbone), images, torch.zeros(8, dtype=torch.long))
+    module.train()
+    assert not tiny_backbone.model.training and module.prompt_learner.training
+    assert torch.equal(bn.running_mean, before)
+    trainable = [n for n, p in module.named_parameters() if p.requires_grad]
+    assert trainable == ["prompt_learner.ctx"]
+
+
+def test_recipe_schedule():
+    assert recipe_lr(0, 50, 0.002) == 1e-5
+    assert recipe_lr(1, 50, 0.002) == pytest.approx(0.002)
+    assert recipe_lr(49, 50, 0.002) == pytest.approx(7.9e-6, rel=0.01)
+
+
+def _ddp_worker(rank, world, tmp, state_path, images, labels):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PROGRAD_TEST_PORT"])
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    from prograd_pl.models.backbone import load_backbone
+
+    backbone = load_backbone("prograd-tiny", None)
+    backbone.model.load_state_dict(torch.load(state_path, weights_only=True))
+    pl = PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
+    module = PromptTuningModule(backbone, pl, method="prograd", template=TEMPLATE)
+    half = len(labels) // world
+    sl = slice(rank * half, (rank + 1) * half)
+    grad, logs = module.compute_update(images[sl], labels[sl])
+    if rank == 0:
+        torch.save({"grad": grad, "cos": logs["grad_cos"]}, os.path.join(tmp, "ddp.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one_process_on_concatenated_batch(tiny_backbone, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        os.environ["PROGRAD_TEST_PORT"] = str(s.getsockname()[1])
+    state_path = tmp_path / "state.pt"
+    torch.save(tiny_backbone.model.state_dict(), state_path)
+    images = batch(tiny_backbone, n=8, seed=4)
+    labels = torch.tensor([0, 1, 2, 3, 6, 5, 4, 3])
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path), str(state_path), images, labels), nprocs=2, join=True)
+    got = torch.load(tmp_path / "ddp.pt", weights_only=True)
+
+    pl = PromptLearner(tiny_backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
+    module = PromptTuningModule(tiny_backbone, pl, method="prograd", template=TEMPLATE)
+    full, logs = module.compute_update(images, labels)
+    assert got["cos"] == pytest.approx(logs["grad_cos"], abs=1e-5)
+    assert (got["grad"] - full).abs().max() <= 1e-6 + 1e-5 * full.abs().max()
