@@ -34,6 +34,16 @@ def _hydra_main() -> None:
     main()
 
 
+def hoist_multirun(argv: list[str]) -> list[str]:
+    """Move ``-m``/``--multirun`` before the overrides.
+
+    Hydra's argument parser cannot take overrides on both sides of ``-m``, yet the natural line
+    ``python -m prograd_pl dataset=dtd shots=4 -m seed=1,2,3`` puts it in the middle.
+    """
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    return [*flags[:1], *(a for a in argv if a not in ("-m", "--multirun"))]
+
+
 def cli(argv: list[str] | None = None) -> int:
     """Console entry point: a sub-command, or the Hydra app with ``argv`` as overrides."""
     argv = sys.argv[1:] if argv is None else argv
@@ -54,7 +64,7 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"prograd_pl: no Hydra config at {CONF_DIR}/config.yaml; set PROGRAD_CONF to the conf/ folder.",
               file=sys.stderr)
         return 2
-    sys.argv = [sys.argv[0], *argv]
+    sys.argv = [sys.argv[0], *hoist_multirun(argv)]
     _hydra_main()
     return 0
 

@@ -90,8 +90,8 @@ def resolve_options(cfg: DictConfig) -> dict[str, Any]:
     if method == "zeroshot" or cfg.ckpt is not None:
         epochs = 0
     targets = eval_targets(cfg)
-    for t in targets:
-        get_dataset_info(t)
+    for name, _ in targets:
+        get_dataset_info(name)
     return {"dataset": dataset, "info": info, "method": method, "shots": shots, "epochs": epochs,
             "lam": float(lam), "precision": precision, "targets": targets}  # fmt: skip
 
@@ -340,7 +340,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         max_epochs=max(opts["epochs"], 1), warmup_epochs=optim.get("warmup_epochs", 1),
         warmup_lr=optim.get("warmup_lr", 1e-5),
         encoding=(cfg.method.prompt or {}).get("encoding", "auto") if cfg.method.get("prompt") else "auto",
-        mixed_dtype=mixed_dtype(opts["precision"]),
+        mixed_dtype=mixed_dtype(opts["precision"]), classnames=train_splits.classnames,
     )  # fmt: skip
 
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,7 @@ class PromptTuningModule(L.LightningModule):
         max_epochs, warmup_epochs, warmup_lr: the per-epoch schedule of :func:`recipe_lr`.
         encoding: text encoding path (``auto`` = fastest exact path).
         mixed_dtype: ``torch.bfloat16``/``torch.float16`` autocast for the towers (the context stays fp32).
+        classnames: the classes (taken from the prompt learner when there is one).
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class PromptTuningModule(L.LightningModule):
         warmup_lr: float = 1e-5,
         encoding: str = "auto",
         mixed_dtype: torch.dtype | None = None,
+        classnames: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if method not in METHODS:
@@ -93,7 +95,10 @@ class PromptTuningModule(L.LightningModule):
         self.steps_done = 0
         self.skipped_steps = 0
         self.conflicts = 0
-        self.set_eval_classes(self.classnames)
+        if classnames is None and prompt_learner is None:
+            raise MethodError("zero-shot classification needs the class names.")
+        self._zs_classnames = list(classnames if classnames is not None else prompt_learner.classnames)
+        self.set_eval_classes(self._zs_classnames)
 
     # ---- classes -------------------------------------------------------------------------------------------
     @property
