@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,10 +18,10 @@ from prograd_pl.data.base2new import subsample_classes
 from prograd_pl.data.datamodule import FewShotDataModule
 from prograd_pl.data.fewshot import fewshot_split
 from prograd_pl.data.registry import get_dataset_info, load_dataset
-from prograd_pl.methods.module import METHODS, PRECISIONS, MethodError, PromptTuningModule
+from prograd_pl.methods.module import METHODS, PRECISIONS, PromptTuningModule
 from prograd_pl.models.backbone import Backbone, load_backbone
 from prograd_pl.models.feature_cache import FeatureCache, weights_fingerprint
-from prograd_pl.models.prompt_learner import PromptError, PromptLearner
+from prograd_pl.models.prompt_learner import PromptLearner
 from prograd_pl.results.store import is_finished, read_results, run_folder, write_results
 
 log = logging.getLogger("prograd_pl")
