@@ -49,15 +49,29 @@ def test_user_line_sweeps_three_seeds_and_reruns_nothing(tmp_path):
     assert set(ckpt) == {"ctx", "meta"} and ckpt["ctx"].shape == (16, 32)
     assert ckpt["meta"]["backbone"] == "prograd-tiny" and ckpt["meta"]["n_ctx"] == 16
 
+    # a 2 seeds x 2 methods sweep over the same folder: prograd seeds 1, 2 are finished, only coop runs
+    grid = ["dataset=dtd", "shots=4", "-m", "seed=1,2", "method=coop,prograd", *small_overrides(tmp_path), "logger=csv"]
+    proc = run_cli(grid, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = results_under(tmp_path / "out")
+    assert len(found) == 5 and sum("/coop/" in str(p) for p in found) == 2
+    assert [json.loads(p.read_text())["train"] for p in caches] == splits  # identical splits when re-run
+
     # rerun: everything is finished, nothing runs; delete one: exactly that one reruns
     mtimes = {p: p.stat().st_mtime_ns for p in found}
-    found[1].unlink()
-    proc = run_cli(args, tmp_path)
+    victim = next(p for p in found if "/coop/" in str(p))
+    victim.unlink()
+    proc = run_cli(grid, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = results_under(tmp_path / "out")
-    assert len(again) == 3
-    assert [p.stat().st_mtime_ns == mtimes[p] for p in again] == [True, False, True]
-    assert [json.loads(p.read_text())["train"] for p in caches] == splits  # identical splits when re-run
+    assert again == found
+    assert [p for p in again if p.stat().st_mtime_ns != mtimes[p]] == [victim]
+
+    # the nearest vocabulary words of a learned context
+    proc = subprocess.run([sys.executable, "-m", "prograd_pl", "interpret", str(victim.parent / CHECKPOINT_NAME),
+                           "--topk", "2"], capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len([ln for ln in proc.stdout.splitlines() if ln.strip()]) >= 16
 
 
 def test_base2new_writes_base_and_new(tmp_path):
