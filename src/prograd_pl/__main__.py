@@ -22,6 +22,7 @@ def _hydra_main() -> None:
 
         from prograd_pl.run import run
 
+        quiet_open_clip()
         overrides = list(HydraConfig.get().overrides.task)
         try:
             result = run(cfg, overrides)
@@ -32,6 +33,17 @@ def _hydra_main() -> None:
               f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}")
 
     main()
+
+
+def quiet_open_clip() -> None:
+    """open_clip logs its factory steps at INFO on the root logger; keep only its warnings."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "open_clip" not in record.pathname
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(keep)
 
 
 def hoist_multirun(argv: list[str]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -294,6 +295,9 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
 
     A run whose folder already holds a valid ``results.json`` is skipped (``redo=true`` forces it).
     """
+    # the frozen towers are in eval mode on purpose (RN50 BatchNorm); Lightning warns about it
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     opts = resolve_options(cfg)
     dataset, method, shots, seed = opts["dataset"], opts["method"], opts["shots"], int(cfg.seed)
     if method == "zeroshot":
