@@ -41,7 +41,7 @@ NEUTRAL_KEYS = (
     "dataset", "model", "method", "shots", "seed", "setting", "data_root", "output_root", "trainer", "logger",
     "redo", "feature_cache", "cache_root", "experiment", "eval_datasets", "ckpt",
     "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.num_workers", "trainer.progress_bar",
-    "trainer.test_batch_size", "trainer.deterministic", "model.name", "model.pretrained", "method.name",
+    "trainer.test_batch_size", "trainer.deterministic", "trainer.threads", "model.name", "model.pretrained", "method.name",
 )  # fmt: skip
 
 
@@ -327,6 +327,8 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
         if sub != "all":  # base-to-new: the same few-shot split, the other half of the classes
             target_splits[(name, sub)] = subsample_classes(fewshot, sub)
 
+    if cfg.trainer.get("threads"):
+        torch.set_num_threads(int(cfg.trainer.threads))
     L.seed_everything(seed, workers=True, verbose=False)
     backbone = load_backbone(cfg.model.name, cfg.model.pretrained)
     template = template_for(opts["info"], cfg)

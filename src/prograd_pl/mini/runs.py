@@ -37,12 +37,13 @@ def run_grid(grid: Iterable[Sequence[str]], common: Sequence[str], quiet: bool =
     return records
 
 
-_QUIET = ("data_root=", "output_root=", "cache_root=", "logger=", "trainer.progress_bar=", "trainer.num_workers=")
+_QUIET = ("data_root=", "output_root=", "cache_root=", "logger=", "trainer.progress_bar=", "trainer.num_workers=",
+          "trainer.threads=")
 
 
 def common_overrides(data_root: str | Path, output_root: str | Path, epochs: int | None) -> list[str]:
     out = [f"data_root={data_root}", f"output_root={output_root}", "logger=csv", "trainer.progress_bar=none",
-           "trainer.num_workers=0"]  # fmt: skip
+           "trainer.num_workers=0", "trainer.threads=1"]  # fmt: skip
     if epochs is not None:
         out.append(f"trainer.max_epochs={epochs}")
     return out
