@@ -37,13 +37,19 @@ def zeroshot_overrides(setting: str, model: str) -> list[str]:
 def build_commands(args: argparse.Namespace) -> list[list[str]]:
     exp = experiment_name(args.setting, args.model)
     common = [f"data_root={args.data_root}", f"output_root={args.output_root}", *LAUNCHERS[args.launcher]]
-    base = [sys.executable, "-m", "prograd_pl", "-m", f"experiment={exp}", *common, *args.overrides]
+    head = [sys.executable, "-m", "prograd_pl", "-m", f"experiment={exp}", *common]
+    base = [*head, *args.overrides]
     cmds = []
     if not args.no_zeroshot:
+        zs_user = [o for o in args.overrides if not o.startswith("method=")]
         # the experiment's sweeper params would sweep methods/seeds again; pin them on the command line
-        cmds.append([*base, *zeroshot_overrides(args.setting, args.model)])
+        given = {o.split("=", 1)[0] for o in args.overrides}
+        zs = [o for o in zeroshot_overrides(args.setting, args.model) if o.split("=", 1)[0] not in given]
+        cmds.append([*head, *zs_user, *[o for o in zs if not o.startswith("method=")], "method=zeroshot"])
     methods = args.methods or None
-    cmds.append([*base, *([f"method={methods}"] if methods else [])])
+    if methods and not any(o.startswith("method=") for o in args.overrides):
+        base = [*base, f"method={methods}"]
+    cmds.append(base)
     return cmds
 
 
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-zeroshot", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     for cmd in build_commands(args):
         print("+", " ".join(cmd), flush=True)
         if not args.dry_run:
