@@ -41,9 +41,9 @@ def build_commands(args: argparse.Namespace) -> list[list[str]]:
     base = [*head, *args.overrides]
     cmds = []
     if not args.no_zeroshot:
-        zs_user = [o for o in args.overrides if not o.startswith("method=")]
+        zs_user = [o for o in args.overrides if not o.startswith(("method=", "seed="))]  # zero-shot: one seed
         # the experiment's sweeper params would sweep methods/seeds again; pin them on the command line
-        given = {o.split("=", 1)[0] for o in args.overrides}
+        given = {o.split("=", 1)[0] for o in zs_user}
         zs = [o for o in zeroshot_overrides(args.setting, args.model) if o.split("=", 1)[0] not in given]
         cmds.append([*head, *zs_user, *[o for o in zs if not o.startswith("method=")], "method=zeroshot"])
     methods = args.methods or None
