@@ -115,7 +115,7 @@ def test_pretraining_stream_is_deterministic():
 
 
 def test_committed_weights_give_zero_shot_far_above_chance(tmp_path):
-    """A real zero-shot run of the packaged weights on mini_shapes' test split (read from disk)."""
+    """A real zero-shot run of the packaged weights on a mini task's test split (read from disk)."""
     import open_clip
     from PIL import Image
 
@@ -124,15 +124,14 @@ def test_committed_weights_give_zero_shot_far_above_chance(tmp_path):
     from prograd_pl.mini.zeroshot import to_model_input, zero_shot_accuracy
 
     register_mini_config()
-    torch.manual_seed(0)
     model = open_clip.create_model(MODEL_NAME, pretrained=str(mini_weights_path())).eval()
     tokenizer = open_clip.get_tokenizer(MODEL_NAME)
-    splits = load_dataset("mini_shapes", tmp_path)
+    splits = load_dataset("mini_scenes", tmp_path)
     images = to_model_input([Image.open(d.path) for d in splits.test])
-    acc = zero_shot_accuracy(model, tokenizer, images, [d.label for d in splits.test], splits.classnames,
-                             splits.template)
+    labels = [d.label for d in splits.test]
+    acc = zero_shot_accuracy(model, tokenizer, images, labels, splits.classnames, splits.template)
     chance = 100.0 / len(splits.classnames)
-    assert acc > 3 * chance, acc
+    assert 4 * chance < acc < 95.0, acc  # far above chance, far from perfect (68.25 % when built)
 
 
 def test_missing_weights_name_the_file_and_the_rebuild_command(tmp_path, monkeypatch):
@@ -168,10 +167,13 @@ def test_packaged_weights_are_small_fp16():
     assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
 
 
-def test_pretraining_runs_and_writes_loadable_fp16_weights(tmp_path):
+def test_pretraining_runs_deterministically_and_writes_loadable_fp16_weights(tmp_path):
     from prograd_pl.mini.pretrain import pretrain
 
-    out = tmp_path / "mini.pt"
-    summary = pretrain(out, steps=2, batch_size=8, warmup=1, workers=0, eval_limit=1)
-    assert check_mini_weights(out) == out
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    summary = pretrain(a, steps=2, batch_size=8, warmup=1, workers=0, eval_limit=1)
+    pretrain(b, steps=2, batch_size=8, warmup=1, workers=1, eval_limit=1)  # data drawn in a worker: same
+    assert check_mini_weights(a) == a
     assert summary["steps"] == 2 and set(summary["zero_shot_test_acc"]) == set(TASKS)
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prograd_pl.mini.world import TASKS, MiniTask, render_task_item, to_image
 
-GENERATOR_VERSION = 1  # bump when the rendering changes: existing datasets are then regenerated
+GENERATOR_VERSION = 2  # bump when the rendering changes: existing datasets are then regenerated
 MARKER = ".complete"
 IMAGE_DIR = "images"
 STALE_TMP_SECONDS = 3600
@@ -49,7 +49,10 @@ def is_complete(task: MiniTask, dataset_dir: Path) -> bool:
 
 def _write(task: MiniTask, out: Path) -> None:
     splits: dict[str, list] = {"train": [], "val": [], "test": []}
-    bounds = {"train": (0, task.per_class[0]), "val": (task.per_class[0], task.per_class[0] + task.per_class[1])}
+    bounds = {
+        "train": (0, task.per_class[0]),
+        "val": (task.per_class[0], task.per_class[0] + task.per_class[1]),
+    }
     bounds["test"] = (bounds["val"][1], sum(task.per_class))
     for label, classname in enumerate(task.classnames):
         class_dir = out / IMAGE_DIR / classname
@@ -116,14 +119,20 @@ def generate_task(task: MiniTask | str, dataset_dir: str | Path, force: bool = F
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("generated %s (%d images) in %s in %.1fs", task.name, sum(task.sizes), dataset_dir, time.time() - t0)
+    log.info(
+        "generated %s (%d images) in %s in %.1fs", task.name, sum(task.sizes), dataset_dir, time.time() - t0
+    )
     return dataset_dir
 
 
-def generate_all(data_root: str | Path, tasks: list[str] | None = None, force: bool = False) -> dict[str, Path]:
+def generate_all(
+    data_root: str | Path, tasks: list[str] | None = None, force: bool = False
+) -> dict[str, Path]:
     """Generate every mini dataset (or ``tasks``) under ``data_root``; already complete ones are kept."""
-    return {name: generate_task(TASKS[name], Path(data_root) / TASKS[name].folder, force=force)
-            for name in (tasks or list(TASKS))}
+    return {
+        name: generate_task(TASKS[name], Path(data_root) / TASKS[name].folder, force=force)
+        for name in (tasks or list(TASKS))
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

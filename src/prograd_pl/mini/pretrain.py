@@ -52,8 +52,9 @@ class PairStream(torch.utils.data.IterableDataset):
             yield step, to_model_input(images), tokenizer(captions)
 
 
-def multi_positive_clip_loss(image_f: torch.Tensor, text_f: torch.Tensor, scale: torch.Tensor,
-                             tokens: torch.Tensor) -> torch.Tensor:
+def multi_positive_clip_loss(
+    image_f: torch.Tensor, text_f: torch.Tensor, scale: torch.Tensor, tokens: torch.Tensor
+) -> torch.Tensor:
     """Symmetric CLIP loss where every pair with an identical caption counts as a positive.
 
     The mini world has few distinct captions ("the number seven" comes up often in one batch); open_clip's
@@ -105,9 +106,20 @@ def save_fp16(model: torch.nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def pretrain(out: Path, steps: int = 1800, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 0.1,
-             warmup: int = 100, seed: int = 0, threads: int = 1, workers: int = 1, eval_every: int = 0,
-             log_every: int = 50, eval_limit: int | None = None) -> dict:
+def pretrain(
+    out: Path,
+    steps: int = 1800,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    weight_decay: float = 0.1,
+    warmup: int = 100,
+    seed: int = 0,
+    threads: int = 1,
+    workers: int = 1,
+    eval_every: int = 0,
+    log_every: int = 50,
+    eval_limit: int | None = None,
+) -> dict:
     """Train prograd-mini from scratch and write fp16 weights to ``out``; return a summary (for the model card)."""
     torch.set_num_threads(threads)
     random.seed(seed)
@@ -119,12 +131,15 @@ def pretrain(out: Path, steps: int = 1800, batch_size: int = 128, lr: float = 2e
     tokenizer = open_clip.get_tokenizer(MODEL_NAME)
     model.train()
     opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    eval_sets = {name: render_split(task, "test", limit=min(20, eval_limit or 20)) for name, task in TASKS.items()}
+    eval_sets = {
+        name: render_split(task, "test", limit=min(20, eval_limit or 20)) for name, task in TASKS.items()
+    }
     stream = PairStream(seed, steps, batch_size)
     # One worker process draws the next batches while the main process trains (the data of a step does not
     # depend on where it is drawn); workers=0 draws them in the main process.
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
-                                         prefetch_factor=4 if workers else None)
+    loader = torch.utils.data.DataLoader(
+        stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None
+    )
     history = []
     t0 = time.time()
     running = 0.0
@@ -140,8 +155,10 @@ def pretrain(out: Path, steps: int = 1800, batch_size: int = 128, lr: float = 2e
             model.logit_scale.clamp_(0, math.log(100))
         running += loss.item()
         if (step + 1) % log_every == 0:
-            msg = (f"step {step + 1}/{steps} loss {running / log_every:.3f} scale {model.logit_scale.exp():.1f} "
-                   f"{time.time() - t0:.0f}s")
+            msg = (
+                f"step {step + 1}/{steps} loss {running / log_every:.3f} scale {model.logit_scale.detach().exp().item():.1f} "
+                f"{time.time() - t0:.0f}s"
+            )
             running = 0.0
             if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
                 acc = evaluate(model, tokenizer, eval_sets)
@@ -155,10 +172,17 @@ def pretrain(out: Path, steps: int = 1800, batch_size: int = 128, lr: float = 2e
     reloaded = open_clip.create_model(MODEL_NAME, pretrained=str(out))
     acc = evaluate(reloaded, tokenizer, full)
     summary = {
-        "steps": steps, "batch_size": batch_size, "pairs": steps * batch_size, "lr": lr, "seed": seed,
-        "threads": threads, "workers": workers, "seconds": round(seconds, 1),
+        "steps": steps,
+        "batch_size": batch_size,
+        "pairs": steps * batch_size,
+        "lr": lr,
+        "seed": seed,
+        "threads": threads,
+        "workers": workers,
+        "seconds": round(seconds, 1),
         "file_mb": round(Path(out).stat().st_size / 2**20, 2),
-        "logit_scale": round(float(reloaded.logit_scale.exp()), 2), "zero_shot_test_acc": acc,
+        "logit_scale": round(float(reloaded.logit_scale.detach().exp()), 2),
+        "zero_shot_test_acc": acc,
         "chance": {name: round(100.0 / len(t.classnames), 2) for name, t in TASKS.items()},
         "history": history,
     }
@@ -173,14 +197,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads; 1 is fastest for this tiny model and robust on a shared machine")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; 1 is fastest for this tiny model and robust on a shared machine",
+    )
     p.add_argument("--workers", type=int, default=1, help="data-drawing processes (0: draw in the main one)")
-    p.add_argument("--eval-every", type=int, default=0, help="zero-shot check every N steps (0: only at the end)")
+    p.add_argument(
+        "--eval-every", type=int, default=0, help="zero-shot check every N steps (0: only at the end)"
+    )
     p.add_argument("--summary", type=Path, default=None, help="also write the summary JSON here")
     a = p.parse_args(argv)
-    summary = pretrain(a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, threads=a.threads,
-                       workers=a.workers, eval_every=a.eval_every)
+    summary = pretrain(
+        a.out,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        seed=a.seed,
+        threads=a.threads,
+        workers=a.workers,
+        eval_every=a.eval_every,
+    )
     if a.summary:
         a.summary.write_text(json.dumps(summary, indent=1) + "\n")
 

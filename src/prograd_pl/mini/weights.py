@@ -7,7 +7,9 @@ from pathlib import Path
 
 WEIGHTS_FILE = Path(__file__).resolve().parents[1] / "assets" / "prograd_mini.pt"
 WEIGHTS_ENV = "PROGRAD_MINI_WEIGHTS"  # optional override of the file
-REBUILD = "make pretrain-mini"  # = python -m prograd_pl.mini.pretrain --out src/prograd_pl/assets/prograd_mini.pt
+REBUILD = (
+    "make pretrain-mini"  # = python -m prograd_pl.mini.pretrain --out src/prograd_pl/assets/prograd_mini.pt
+)
 
 _checked: dict[tuple[str, int, int], bool] = {}
 
@@ -45,17 +47,23 @@ def check_mini_weights(path: str | Path) -> Path:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise _fail(path, f"is not a readable torch file (truncated or corrupt: {type(err).__name__})") from err
+        raise _fail(
+            path, f"is not a readable torch file (truncated or corrupt: {type(err).__name__})"
+        ) from err
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _fail(path, "is not a state_dict of tensors")
     expected = _expected_shapes()
     missing = sorted(set(expected) - set(state))
     if missing:
-        raise _fail(path, f"lacks {len(missing)} tensors of the prograd-mini architecture (e.g. {missing[0]})")
+        raise _fail(
+            path, f"lacks {len(missing)} tensors of the prograd-mini architecture (e.g. {missing[0]})"
+        )
     wrong = [k for k, shape in expected.items() if tuple(state[k].shape) != shape]
     if wrong:
         k = wrong[0]
-        raise _fail(path, f"has {k} of shape {tuple(state[k].shape)}, expected {expected[k]} (other architecture?)")
+        raise _fail(
+            path, f"has {k} of shape {tuple(state[k].shape)}, expected {expected[k]} (other architecture?)"
+        )
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise _fail(path, f"holds non-finite values (e.g. in {bad[0]})")

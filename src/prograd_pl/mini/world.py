@@ -53,8 +53,16 @@ SHAPE_WORDS: dict[str, tuple[str, ...]] = {
 }
 
 TEXTURES = (
-    "blotchy", "chequered", "concentric", "crosshatched", "dotted",
-    "grid", "speckled", "striped", "wavy", "zigzagged",
+    "blotchy",
+    "chequered",
+    "concentric",
+    "crosshatched",
+    "dotted",
+    "grid",
+    "speckled",
+    "striped",
+    "wavy",
+    "zigzagged",
 )
 EXTRA_TEXTURES = ("plain", "spiralled")
 TEXTURE_WORDS: dict[str, tuple[str, ...]] = {
@@ -165,13 +173,32 @@ SHAPE_POLYGONS: dict[str, list[tuple[list[tuple], int]]] = {
     "square": [([(-0.82, -0.82), (0.82, -0.82), (0.82, 0.82), (-0.82, 0.82)], 255)],
     "triangle": [([(0.0, -1.0), (0.95, 0.75), (-0.95, 0.75)], 255)],
     "star": [(_star(), 255)],
-    "cross": [([(-_W, -1), (_W, -1), (_W, -_W), (1, -_W), (1, _W), (_W, _W), (_W, 1), (-_W, 1), (-_W, _W),
-                (-1, _W), (-1, -_W), (-_W, -_W)], 255)],
+    "cross": [
+        (
+            [
+                (-_W, -1),
+                (_W, -1),
+                (_W, -_W),
+                (1, -_W),
+                (1, _W),
+                (_W, _W),
+                (_W, 1),
+                (-_W, 1),
+                (-_W, _W),
+                (-1, _W),
+                (-1, -_W),
+                (-_W, -_W),
+            ],
+            255,
+        )
+    ],
     "heart": [(_heart(), 255)],
     "diamond": [([(0.0, -1.0), (0.62, 0.0), (0.0, 1.0), (-0.62, 0.0)], 255)],
     "hexagon": [(_regular(6, 0.0), 255)],
     "crescent": [(_crescent(), 255)],
-    "arrow": [([(-1, -0.24), (0.15, -0.24), (0.15, -0.62), (1, 0), (0.15, 0.62), (0.15, 0.24), (-1, 0.24)], 255)],
+    "arrow": [
+        ([(-1, -0.24), (0.15, -0.24), (0.15, -0.62), (1, 0), (0.15, 0.62), (0.15, 0.24), (-1, 0.24)], 255)
+    ],
     "pentagon": [(_regular(5), 255)],
     "oval": [(_arc(0, 0, 1.0, 0.58, 0, 360, 36), 255)],
     "ring": [(_regular(36), 255), (_arc(0, 0, 0.55, 0.55, 0, 360, 30), 0)],
@@ -193,8 +220,18 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, angle: float, size: i
     return mask
 
 
-def shape_outline(img: Image.Image, rng: Rng, shape: str, cx: float, cy: float, r: float, angle: float,
-                  colour: RGB, width: int, wobble: float = 0.0) -> None:
+def shape_outline(
+    img: Image.Image,
+    rng: Rng,
+    shape: str,
+    cx: float,
+    cy: float,
+    r: float,
+    angle: float,
+    colour: RGB,
+    width: int,
+    wobble: float = 0.0,
+) -> None:
     """Draw the outline of ``shape`` (optionally wobbly, like a hand sketch) onto ``img``."""
     draw = ImageDraw.Draw(img)
     for poly, _ in SHAPE_POLYGONS[shape]:
@@ -225,8 +262,9 @@ def _smooth_noise(rng: Rng, size: int, cells: int) -> np.ndarray:
     return np.asarray(img, dtype=np.float64) / 255.0
 
 
-def texture_mask(kind: str, rng: Rng, size: int = CANVAS, period: float | None = None,
-                 angle: float | None = None) -> np.ndarray:
+def texture_mask(
+    kind: str, rng: Rng, size: int = CANVAS, period: float | None = None, angle: float | None = None
+) -> np.ndarray:
     """A float mask in [0, 1] (1 = second colour) of a texture ``kind``."""
     p = period if period is not None else rng.uniform(7, 13)
     a = angle if angle is not None else rng.uniform(0, 180)
@@ -316,7 +354,10 @@ def scene_image(kind: str, rng: Rng, size: int = CANVAS) -> np.ndarray:
             d.line([(x, y), (x + rng.uniform(8, 20), y)], fill=(220, 235, 250), width=1)
         if rng.random() < 0.5:
             x, y = rng.uniform(8, s - 8), rng.uniform(h2 + 6, s - 6)
-            d.polygon([(x - 7, y - 3), (x, y - 9), (x + 7, y - 3)], fill=colour_of(rng, pick(rng, ["red", "yellow", "blue"])))
+            d.polygon(
+                [(x - 7, y - 3), (x, y - 9), (x + 7, y - 3)],
+                fill=colour_of(rng, pick(rng, ["red", "yellow", "blue"])),
+            )
             d.line([(x, y - 9), (x, y + 5)], fill=(80, 60, 40), width=1)
     elif kind == "ocean":
         img[h:] = gradient(_j(rng, (25, 80, 170)), _j(rng, (10, 40, 110)), h, s, s)[h:]
@@ -351,20 +392,22 @@ def scene_image(kind: str, rng: Rng, size: int = CANVAS) -> np.ndarray:
             x, yb = rng.uniform(-4, s + 4), rng.uniform(h * 0.7, s + 6)
             th, tw = rng.uniform(14, 30), rng.uniform(6, 11)
             d.rectangle([x - 1, yb - 4, x + 1, yb + 3], fill=(90, 60, 30))
-            d.polygon([(x, yb - th), (x + tw, yb - 3), (x - tw, yb - 3)],
-                      fill=_j(rng, (35, 125, 45), 25))
+            d.polygon([(x, yb - th), (x + tw, yb - 3), (x - tw, yb - 3)], fill=_j(rng, (35, 125, 45), 25))
     elif kind == "meadow":
         img[h:] = gradient(_j(rng, (110, 185, 70)), _j(rng, (60, 140, 40)), h, s, s)[h:]
         pil = to_pil(img)
         d = ImageDraw.Draw(pil)
         for _ in range(rng.integers(8, 20)):
             x, y = rng.uniform(0, s), rng.uniform(h + 3, s)
-            d.ellipse([x - 1, y - 1, x + 1, y + 1], fill=colour_of(rng, pick(rng, ["red", "yellow", "white", "pink"])))
+            d.ellipse(
+                [x - 1, y - 1, x + 1, y + 1],
+                fill=colour_of(rng, pick(rng, ["red", "yellow", "white", "pink"])),
+            )
         for _ in range(rng.integers(5, 12)):
             x, y = rng.uniform(0, s), rng.uniform(h + 3, s)
             d.line([(x, y), (x + rng.uniform(-2, 2), y - 4)], fill=(40, 110, 30), width=1)
     elif kind == "mountain":
-        img[h + 10:] = _j(rng, (70, 120, 55))
+        img[h + 10 :] = _j(rng, (70, 120, 55))
         pil = to_pil(img)
         d = ImageDraw.Draw(pil)
         for _ in range(rng.integers(1, 4)):
@@ -373,8 +416,10 @@ def scene_image(kind: str, rng: Rng, size: int = CANVAS) -> np.ndarray:
             base = h + 14
             d.polygon([(px, top), (px + w, base), (px - w, base)], fill=_j(rng, (115, 110, 120)))
             f = 0.3
-            d.polygon([(px, top), (px + w * f, top + (base - top) * f), (px - w * f, top + (base - top) * f)],
-                      fill=(245, 245, 250))
+            d.polygon(
+                [(px, top), (px + w * f, top + (base - top) * f), (px - w * f, top + (base - top) * f)],
+                fill=(245, 245, 250),
+            )
     elif kind == "city":
         img = gradient(_j(rng, (100, 150, 210)), _j(rng, (200, 210, 230)), 0, s, s)
         pil = to_pil(img)
@@ -398,7 +443,9 @@ def scene_image(kind: str, rng: Rng, size: int = CANVAS) -> np.ndarray:
             d.ellipse([x - r, y - r, x + r, y + r], fill=(250, 250, 230))
         if rng.random() < 0.5:
             cx, cy = rng.uniform(10, s - 10, 2)
-            d.polygon(place(SHAPE_POLYGONS["crescent"][0][0], cx, cy, 6, rng.uniform(0, 360)), fill=(245, 240, 200))
+            d.polygon(
+                place(SHAPE_POLYGONS["crescent"][0][0], cx, cy, 6, rng.uniform(0, 360)), fill=(245, 240, 200)
+            )
         if rng.random() < 0.4:
             d.rectangle([0, s - rng.uniform(4, 10), s, s], fill=(5, 5, 10))
     elif kind == "road":
@@ -459,8 +506,10 @@ def digit_glyph(d: int, rng: Rng, fg: RGB, bg: np.ndarray | RGB, size: int = CAN
     slant = rng.uniform(-0.25, 0.25)
     width = int(rng.integers(3, 7))
     for stroke in DIGIT_STROKES[d]:
-        pts = [(x0 + w * (x + slant * (1 - y)) + rng.normal(0, 0.6), y0 + h * y + rng.normal(0, 0.6))
-               for x, y in stroke]
+        pts = [
+            (x0 + w * (x + slant * (1 - y)) + rng.normal(0, 0.6), y0 + h * y + rng.normal(0, 0.6))
+            for x, y in stroke
+        ]
         draw.line(pts, fill=fg, width=width, joint="curve")
     return np.asarray(img, dtype=np.float64)
 
@@ -481,7 +530,7 @@ def handwritten_digit(index: int, rng: Rng, fg: RGB, bg: np.ndarray | RGB, size:
     glyph = Image.fromarray((images[index] * 255).astype(np.uint8)).resize((s, s), Image.BICUBIC)
     mask = np.zeros((size, size))
     x0, y0 = rng.integers(0, size - s + 1, 2)
-    mask[y0:y0 + s, x0:x0 + s] = np.asarray(glyph, np.float64) / 255.0
+    mask[y0 : y0 + s, x0 : x0 + s] = np.asarray(glyph, np.float64) / 255.0
     mask = mask[..., None]
     return _as_canvas(bg, size).astype(np.float64) * (1 - mask) + np.asarray(fg, np.float64) * mask
 
@@ -521,8 +570,11 @@ def clutter(img: np.ndarray, rng: Rng, n: int) -> np.ndarray:
     for _ in range(n):
         x, y = rng.uniform(0, CANVAS, 2)
         a, ln = rng.uniform(0, 2 * np.pi), rng.uniform(6, 18)
-        d.line([(x, y), (x + ln * np.cos(a), y + ln * np.sin(a))], fill=colour_of(rng, pick(rng, list(COLOURS))),
-               width=int(rng.integers(1, 3)))
+        d.line(
+            [(x, y), (x + ln * np.cos(a), y + ln * np.sin(a))],
+            fill=colour_of(rng, pick(rng, list(COLOURS))),
+            width=int(rng.integers(1, 3)),
+        )
     return np.asarray(pil, dtype=np.float64)
 
 
@@ -562,9 +614,15 @@ def paint(bg: np.ndarray, mask: Image.Image, fill: np.ndarray | RGB) -> np.ndarr
 # Pretraining: image-caption pairs
 # --------------------------------------------------------------------------------------------------------------
 POSITIONS = {
-    (0, 0): "in the top left corner", (1, 0): "at the top", (2, 0): "in the top right corner",
-    (0, 1): "on the left", (1, 1): "in the middle", (2, 1): "on the right",
-    (0, 2): "in the bottom left corner", (1, 2): "at the bottom", (2, 2): "in the bottom right corner",
+    (0, 0): "in the top left corner",
+    (1, 0): "at the top",
+    (2, 0): "in the top right corner",
+    (0, 1): "on the left",
+    (1, 1): "in the middle",
+    (2, 1): "on the right",
+    (0, 2): "in the bottom left corner",
+    (1, 2): "at the bottom",
+    (2, 2): "in the bottom right corner",
 }
 # Uneven concept frequencies, as on the web: the later concepts of each list are rarer.
 _FREQ = np.array([1.0, 0.95, 0.9, 0.85, 0.8, 0.72, 0.64, 0.56, 0.48, 0.4])
@@ -604,14 +662,34 @@ def pretrain_object(rng: Rng, shape: str | None = None, colour: str | None = Non
     if style < 0.15:  # outline drawing
         img = to_image(bg if rng.random() < 0.5 else np.full_like(bg, 245))
         coloured = rng.random() < 0.5 or colour_family
-        shape_outline(img, rng, shape, cx, cy, r, angle, col if coloured else (20, 20, 20),
-                      int(rng.integers(2, 4)), wobble=rng.uniform(0, 1.2))
+        shape_outline(
+            img,
+            rng,
+            shape,
+            cx,
+            cy,
+            r,
+            angle,
+            col if coloured else (20, 20, 20),
+            int(rng.integers(2, 4)),
+            wobble=rng.uniform(0, 1.2),
+        )
         img = np.asarray(img, np.float64)
         name = word(rng, SHAPE_WORDS, shape)
         a = article(name)
-        cap = pick(rng, [f"a sketch of {a} {name}", f"an outline of {a} {name}", f"a drawing of {a} {name}",
-                         f"a line drawing of {a} {name}", f"{a} {name} drawn with a pen", f"{a} {name}",
-                         f"a photo of {a} {name}", f"{a} {name} shape"])
+        cap = pick(
+            rng,
+            [
+                f"a sketch of {a} {name}",
+                f"an outline of {a} {name}",
+                f"a drawing of {a} {name}",
+                f"a line drawing of {a} {name}",
+                f"{a} {name} drawn with a pen",
+                f"{a} {name}",
+                f"a photo of {a} {name}",
+                f"{a} {name} shape",
+            ],
+        )
         if coloured and (colour_family or rng.random() < 0.5):
             cap = f"{cap} in {colour}"
         return img, cap
@@ -624,7 +702,9 @@ def pretrain_object(rng: Rng, shape: str | None = None, colour: str | None = Non
     img = paint(bg, shape_mask(shape, cx, cy, r, angle), fill)
     size_word = None
     if rng.random() < 0.35:
-        size_word = pick(rng, ["small", "tiny"]) if r < 14 else pick(rng, ["large", "big"]) if r > 20 else None
+        size_word = (
+            pick(rng, ["small", "tiny"]) if r < 14 else pick(rng, ["large", "big"]) if r > 20 else None
+        )
     with_colour = rng.random() < 0.75
     phrase = _shape_phrase(rng, shape, colour if with_colour else None, size_word)
     if tex_phrase:
@@ -637,13 +717,24 @@ def pretrain_object(rng: Rng, shape: str | None = None, colour: str | None = Non
     tail = (" " + " ".join(extras)) if extras else ""
     a = article(phrase)
     if not family and rng.random() < 0.1:  # colour-only caption
-        cap = pick(rng, [f"something {colour}", f"a {colour} object", f"a {colour} thing", f"the colour {colour}"])
+        cap = pick(
+            rng, [f"something {colour}", f"a {colour} object", f"a {colour} thing", f"the colour {colour}"]
+        )
         return img, cap
-    cap = pick(rng, [
-        f"{a} {phrase}{tail}", f"a photo of {a} {phrase}{tail}", f"{phrase}", f"an image of {a} {phrase}{tail}",
-        f"{a} {phrase}{tail}, a type of shape", f"clip art of {a} {phrase}", f"there is {a} {phrase}{tail}",
-        f"a picture showing {a} {phrase}{tail}", f"{a} {phrase} shape{tail}",
-    ])
+    cap = pick(
+        rng,
+        [
+            f"{a} {phrase}{tail}",
+            f"a photo of {a} {phrase}{tail}",
+            f"{phrase}",
+            f"an image of {a} {phrase}{tail}",
+            f"{a} {phrase}{tail}, a type of shape",
+            f"clip art of {a} {phrase}",
+            f"there is {a} {phrase}{tail}",
+            f"a picture showing {a} {phrase}{tail}",
+            f"{a} {phrase} shape{tail}",
+        ],
+    )
     return img, cap
 
 
@@ -671,11 +762,20 @@ def pretrain_texture(rng: Rng, kind: str | None = None) -> tuple[np.ndarray, str
     if rng.random() < 0.3:
         img = add_noise(img, rng, 8)
     t = word(rng, TEXTURE_WORDS, kind)
-    cap = pick(rng, [
-        f"a {t} pattern", f"{t} texture", f"a {n1} and {n2} {t} pattern", f"a texture of {t}",
-        f"{t} fabric", f"a close-up of a {t} surface", f"{n1} and {n2} {t} wallpaper", f"a {t} background",
-        f"a {t} texture in {n1} and {n2}",
-    ])
+    cap = pick(
+        rng,
+        [
+            f"a {t} pattern",
+            f"{t} texture",
+            f"a {n1} and {n2} {t} pattern",
+            f"a texture of {t}",
+            f"{t} fabric",
+            f"a close-up of a {t} surface",
+            f"{n1} and {n2} {t} wallpaper",
+            f"a {t} background",
+            f"a {t} texture in {n1} and {n2}",
+        ],
+    )
     return img, cap
 
 
@@ -691,11 +791,21 @@ def pretrain_digit(rng: Rng, digit: str | None = None) -> tuple[np.ndarray, str]
         img = digit_glyph(d, rng, colour_of(rng, fg_name), colour_of(rng, bg_name))
     w, n = DIGIT_NAMES[d], str(d)
     kind = "handwritten " if handwritten and rng.random() < 0.5 else ""
-    cap = pick(rng, [
-        f"the number {w}", f"the number {n}", f"a {kind}{n}", f"the digit {w}", f"a {kind}digit {n}",
-        f"a {fg_name} {n} on a {bg_name} background", f"the numeral {w}", f"{w}", f"a photo of the number {w}",
-        f"a {kind}{w}",
-    ])
+    cap = pick(
+        rng,
+        [
+            f"the number {w}",
+            f"the number {n}",
+            f"a {kind}{n}",
+            f"the digit {w}",
+            f"a {kind}digit {n}",
+            f"a {fg_name} {n} on a {bg_name} background",
+            f"the numeral {w}",
+            f"{w}",
+            f"a photo of the number {w}",
+            f"a {kind}{w}",
+        ],
+    )
     return img, cap
 
 
@@ -710,16 +820,28 @@ def pretrain_scene(rng: Rng, kind: str | None = None) -> tuple[np.ndarray, str]:
         img = paint(img, shape_mask(shape, cx, cy, r, 0), colour_of(rng, colour))
         return img, f"a {colour} {word(rng, SHAPE_WORDS, shape)} in the {w}"
     adj = pick(rng, ["", "", "beautiful ", "quiet ", "sunny ", "distant "])
-    cap = pick(rng, [
-        f"a photo of a {adj}{w}", f"a {adj}{w}", f"{w}", f"a landscape with a {w}", f"a view of the {w}",
-        f"a {w}, a type of scene", f"a painting of a {adj}{w}", f"the {w}",
-    ])
+    cap = pick(
+        rng,
+        [
+            f"a photo of a {adj}{w}",
+            f"a {adj}{w}",
+            f"{w}",
+            f"a landscape with a {w}",
+            f"a view of the {w}",
+            f"a {w}, a type of scene",
+            f"a painting of a {adj}{w}",
+            f"the {w}",
+        ],
+    )
     return img, cap
 
 
 PRETRAIN_MIX: list[tuple[float, Callable[..., tuple[np.ndarray, str]]]] = [
-    (0.4, pretrain_object), (0.06, pretrain_two_objects), (0.2, pretrain_texture),
-    (0.22, pretrain_digit), (0.12, pretrain_scene),
+    (0.4, pretrain_object),
+    (0.06, pretrain_two_objects),
+    (0.2, pretrain_texture),
+    (0.22, pretrain_digit),
+    (0.12, pretrain_scene),
 ]
 # Families: FAMILY_SIZE pairs in a batch that share every nuisance (colours, background, position, caption
 # wording) and differ only in the concept, as hard negatives for the contrastive loss; without them a small
@@ -732,14 +854,47 @@ FAMILY_CONCEPTS: dict[Callable, tuple[str, Sequence[str]]] = {
     pretrain_digit: ("digit", tuple(str(i) for i in range(10))),
     pretrain_scene: ("kind", SCENES),
 }
-_FAMILY_DRAW = FAMILY_SHARE / (FAMILY_SIZE - (FAMILY_SIZE - 1) * FAMILY_SHARE)  # per draw, for FAMILY_SHARE of pairs
+_FAMILY_DRAW = FAMILY_SHARE / (
+    FAMILY_SIZE - (FAMILY_SIZE - 1) * FAMILY_SHARE
+)  # per draw, for FAMILY_SHARE of pairs
 CAPTION_NOISE = 0.05  # fraction of pairs whose caption belongs to another image (web noise)
 # Content-free words around some captions: web captions are long and wordy, and the prompts of prompt tuning
 # (16 context tokens before the class name) need the later positions of the text tower trained too.
 FILLER = (
-    "image", "picture", "photo", "stock", "free", "download", "simple", "flat", "style", "digital", "art",
-    "illustration", "hd", "wallpaper", "from", "my", "collection", "here", "we", "can", "see", "this", "is",
-    "the", "best", "new", "vector", "graphic", "design", "for", "kids", "example", "page", "file",
+    "image",
+    "picture",
+    "photo",
+    "stock",
+    "free",
+    "download",
+    "simple",
+    "flat",
+    "style",
+    "digital",
+    "art",
+    "illustration",
+    "hd",
+    "wallpaper",
+    "from",
+    "my",
+    "collection",
+    "here",
+    "we",
+    "can",
+    "see",
+    "this",
+    "is",
+    "the",
+    "best",
+    "new",
+    "vector",
+    "graphic",
+    "design",
+    "for",
+    "kids",
+    "example",
+    "page",
+    "file",
 )
 
 
@@ -807,7 +962,9 @@ def pretrain_batch(seed: int, step: int, batch_size: int) -> tuple[np.ndarray, l
     images = [np.asarray(to_image(img).resize((MODEL_SIZE, MODEL_SIZE), Image.BICUBIC)) for img, _ in pairs]
     captions = [cap for _, cap in pairs]
     n_noisy = int(round(CAPTION_NOISE * batch_size))
-    for i, j in zip(rng.choice(batch_size, n_noisy, replace=False), rng.choice(batch_size, n_noisy, replace=False)):
+    for i, j in zip(
+        rng.choice(batch_size, n_noisy, replace=False), rng.choice(batch_size, n_noisy, replace=False)
+    ):
         captions[i] = captions[j]
     return np.stack(images), captions
 
@@ -838,10 +995,22 @@ def render_shape_sketch_item(c: int, rng: Rng) -> np.ndarray:
     angle = rng.uniform(0, 360)
     img = to_image(paper)
     ink = tuple(int(v) for v in rng.uniform(10, 80, 3))
-    shape_outline(img, rng, shape, cx, cy, r, angle, ink, int(rng.integers(2, 4)), wobble=rng.uniform(0.5, 2.0))
+    shape_outline(
+        img, rng, shape, cx, cy, r, angle, ink, int(rng.integers(2, 4)), wobble=rng.uniform(0.5, 2.0)
+    )
     if rng.random() < 0.5:  # a second, sloppier pass as sketchers do
-        shape_outline(img, rng, shape, cx + rng.normal(0, 1), cy + rng.normal(0, 1), r * rng.uniform(0.95, 1.05),
-                      angle + rng.normal(0, 3), ink, 2, wobble=rng.uniform(1.0, 2.5))
+        shape_outline(
+            img,
+            rng,
+            shape,
+            cx + rng.normal(0, 1),
+            cy + rng.normal(0, 1),
+            r * rng.uniform(0.95, 1.05),
+            angle + rng.normal(0, 3),
+            ink,
+            2,
+            wobble=rng.uniform(1.0, 2.5),
+        )
     arr = np.asarray(img, np.float64)
     if rng.random() < 0.5:  # hatching inside
         hatch = texture_mask("striped", rng, period=rng.uniform(4, 7))
@@ -876,8 +1045,9 @@ def render_scene_item(c: int, rng: Rng) -> np.ndarray:
     img = scene_image(SCENES[c], rng)
     crop = rng.uniform(0.55, 1.0) * CANVAS  # a different framing: zoom into part of the view
     x0, y0 = rng.uniform(0, CANVAS - crop, 2)
-    img = np.asarray(to_image(img).resize((CANVAS, CANVAS), Image.BICUBIC, box=(x0, y0, x0 + crop, y0 + crop)),
-                     np.float64)
+    img = np.asarray(
+        to_image(img).resize((CANVAS, CANVAS), Image.BICUBIC, box=(x0, y0, x0 + crop, y0 + crop)), np.float64
+    )
     if rng.random() < 0.6:  # haze
         k = rng.uniform(0.2, 0.6)
         img = img * (1 - k) + rng.uniform(150, 220) * k
@@ -945,18 +1115,67 @@ def render_task_item(task: MiniTask, label: int, item: int) -> np.ndarray:
 TASKS: dict[str, MiniTask] = {
     t.name: t
     for t in [
-        MiniTask("mini_shapes", "mini_shapes", SHAPES, "a photo of a {}.", "a photo of a {}.",
-                 (32, 8, 40), render_shape_item, seed=101),
-        MiniTask("mini_textures", "mini_textures", TEXTURES, "a texture of {}.", "{} texture.",
-                 (32, 8, 40), render_texture_item, seed=102),
-        MiniTask("mini_digits", "mini_digits", DIGIT_NAMES, "a photo of the number {}.",
-                 "a photo of the number {}.", (32, 8, 70), render_digit_item, seed=103),
-        MiniTask("mini_scenes", "mini_scenes", SCENES, "a type of scene, a photo of a {}.",
-                 "a photo of a {}, a type of scene.", (32, 8, 40), render_scene_item, seed=104),
-        MiniTask("mini_colors", "mini_colors", COLOUR_CLASSES, "a photo of a {} object.",
-                 "a photo of a {} object.", (32, 8, 40), render_colour_item, seed=105),
-        MiniTask("mini_shapes_sketch", "mini_shapes_sketch", SHAPES, "a photo of a {}.", "a photo of a {}.",
-                 (0, 0, 40), render_shape_sketch_item, test_only=True, seed=106),
+        MiniTask(
+            "mini_shapes",
+            "mini_shapes",
+            SHAPES,
+            "a photo of a {}.",
+            "a photo of a {}.",
+            (32, 8, 40),
+            render_shape_item,
+            seed=101,
+        ),
+        MiniTask(
+            "mini_textures",
+            "mini_textures",
+            TEXTURES,
+            "a texture of {}.",
+            "{} texture.",
+            (32, 8, 40),
+            render_texture_item,
+            seed=102,
+        ),
+        MiniTask(
+            "mini_digits",
+            "mini_digits",
+            DIGIT_NAMES,
+            "a photo of the number {}.",
+            "a photo of the number {}.",
+            (32, 8, 70),
+            render_digit_item,
+            seed=103,
+        ),
+        MiniTask(
+            "mini_scenes",
+            "mini_scenes",
+            SCENES,
+            "a type of scene, a photo of a {}.",
+            "a photo of a {}, a type of scene.",
+            (32, 8, 40),
+            render_scene_item,
+            seed=104,
+        ),
+        MiniTask(
+            "mini_colors",
+            "mini_colors",
+            COLOUR_CLASSES,
+            "a photo of a {} object.",
+            "a photo of a {} object.",
+            (32, 8, 40),
+            render_colour_item,
+            seed=105,
+        ),
+        MiniTask(
+            "mini_shapes_sketch",
+            "mini_shapes_sketch",
+            SHAPES,
+            "a photo of a {}.",
+            "a photo of a {}.",
+            (0, 0, 40),
+            render_shape_sketch_item,
+            test_only=True,
+            seed=106,
+        ),
     ]
 }
 DEFAULT_TASK = "mini_shapes"

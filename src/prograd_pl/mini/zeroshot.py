@@ -20,7 +20,9 @@ def to_model_input(images: Sequence[Image.Image] | np.ndarray, size: int = MODEL
     ``images`` are PIL images of any size or a uint8 array [N, size, size, 3] already at ``size``.
     """
     if not isinstance(images, np.ndarray):
-        images = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC)) for im in images])
+        images = np.stack(
+            [np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC)) for im in images]
+        )
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
@@ -36,26 +38,30 @@ def class_text_features(model, tokenizer, classnames: Sequence[str], template: s
 
 
 @torch.no_grad()
-def zero_shot_predict(model, tokenizer, images: torch.Tensor, classnames: Sequence[str], template: str,
-                      batch_size: int = 256) -> torch.Tensor:
+def zero_shot_predict(
+    model, tokenizer, images: torch.Tensor, classnames: Sequence[str], template: str, batch_size: int = 256
+) -> torch.Tensor:
     """Predicted labels of preprocessed ``images`` [N, 3, H, W]."""
     text = class_text_features(model, tokenizer, classnames, template)
     preds = []
     for i in range(0, len(images), batch_size):
-        f = model.encode_image(images[i:i + batch_size])
+        f = model.encode_image(images[i : i + batch_size])
         f = f / f.norm(dim=-1, keepdim=True)
         preds.append((f @ text.T).argmax(dim=-1))
     return torch.cat(preds)
 
 
-def zero_shot_accuracy(model, tokenizer, images: torch.Tensor, labels: Sequence[int], classnames: Sequence[str],
-                       template: str) -> float:
+def zero_shot_accuracy(
+    model, tokenizer, images: torch.Tensor, labels: Sequence[int], classnames: Sequence[str], template: str
+) -> float:
     """Top-1 accuracy (%) of zero-shot classification."""
     pred = zero_shot_predict(model, tokenizer, images, classnames, template)
     return 100.0 * float((pred == torch.as_tensor(list(labels))).float().mean())
 
 
-def render_split(task: MiniTask, split: str = "test", limit: int | None = None) -> tuple[torch.Tensor, list[int]]:
+def render_split(
+    task: MiniTask, split: str = "test", limit: int | None = None
+) -> tuple[torch.Tensor, list[int]]:
     """Render a split of ``task`` in memory (same pixels as the files of ``generate``) as model input."""
     n_train, n_val, n_test = task.per_class
     start, count = {"train": (0, n_train), "val": (n_train, n_val), "test": (n_train + n_val, n_test)}[split]

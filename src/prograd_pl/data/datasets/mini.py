@@ -21,7 +21,9 @@ from ..registry import DatasetInfo
 def _reader(task: MiniTask) -> Callable[[Path], DatasetSplits]:
     def read(dataset_dir: Path) -> DatasetSplits:
         generate_task(task, dataset_dir)
-        return read_json_dataset(task.name, task.template, Path(dataset_dir), IMAGE_DIR, split_file_name(task))
+        return read_json_dataset(
+            task.name, task.template, Path(dataset_dir), IMAGE_DIR, split_file_name(task)
+        )
 
     read.__doc__ = f"Read (generating on first use) {task.name} from ``dataset_dir``."
     return read
