@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import prograd_pl
+from prograd_pl.atomic import atomic_open
 from prograd_pl.data.base import DatasetError, DatasetSplits
 from prograd_pl.data.base2new import subsample_classes
 from prograd_pl.data.datamodule import FewShotDataModule
@@ -168,9 +168,8 @@ def load_checkpoint(path: str | Path, backbone: Backbone) -> dict:
 
 def save_checkpoint(path: Path, learner: PromptLearner, meta: dict) -> None:
     """Only the learned context and what rebuilds the prompt; written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"ctx": learner.ctx.detach().cpu().clone(), "meta": {**learner.meta(), **meta}}, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as fh:
+        torch.save({"ctx": learner.ctx.detach().cpu().clone(), "meta": {**learner.meta(), **meta}}, fh)
 
 
 def prompt_from_checkpoint(blob: dict, backbone: Backbone, classnames, template: str) -> PromptLearner:

@@ -24,11 +24,11 @@ import logging
 import os
 import pickle
 import random
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from ..atomic import atomic_open
 from .base import DatasetError, DatasetSplits, Datum, check_images_exist, entries_to_data
 
 log = logging.getLogger(__name__)
@@ -163,26 +163,9 @@ def write_fewshot_cache(
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    Readers see either the old file or the complete new one; a failed write leaves the old one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; a shared data root wants normal modes
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` atomically (see :func:`prograd_pl.atomic.atomic_open`)."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
 
 
 def load_fewshot_cache(

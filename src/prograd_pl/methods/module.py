@@ -10,7 +10,6 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
-from torch import nn
 
 from prograd_pl.methods.losses import check_finite, distillation_loss
 from prograd_pl.methods.projection import conflict_cosine, project_conflicting
@@ -297,7 +296,3 @@ class PromptTuningModule(L.LightningModule):
         }
         self._eval_text = None
 
-
-def freeze_check(module: nn.Module) -> list[str]:
-    """Names of parameters that would be trained (should be only the context)."""
-    return [n for n, p in module.named_parameters() if p.requires_grad]

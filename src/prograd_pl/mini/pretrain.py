@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import open_clip
 import torch
 
+from prograd_pl.atomic import atomic_open
 from prograd_pl.mini.world import TASKS, pretrain_batch
 from prograd_pl.mini.zeroshot import render_split, to_model_input, zero_shot_accuracy
 
@@ -100,10 +100,8 @@ def evaluate(model: torch.nn.Module, tokenizer, eval_sets: dict) -> dict[str, fl
 def save_fp16(model: torch.nn.Module, path: Path) -> None:
     """Write the state_dict with floating tensors in fp16, atomically."""
     state = {k: (v.half() if v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as fh:
+        torch.save(state, fh)
 
 
 def pretrain(

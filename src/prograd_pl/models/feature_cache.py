@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+
+from prograd_pl.atomic import atomic_open
 
 
 def weights_fingerprint(pretrained: str | None) -> str:
@@ -59,15 +59,8 @@ class FeatureCache:
             return None
 
     def store(self, key: str, features: torch.Tensor, labels: torch.Tensor, parts: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"features": features.cpu(), "labels": labels.cpu(), "parts": parts}, tmp)
-            os.replace(tmp, self.path(key))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(self.path(key), "wb") as fh:
+            torch.save({"features": features.cpu(), "labels": labels.cpu(), "parts": parts}, fh)
 
     def get_or_compute(
         self,

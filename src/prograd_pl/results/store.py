@@ -11,11 +11,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from prograd_pl.atomic import atomic_open
 
 SCHEMA_VERSION = 1
 RESULTS_NAME = "results.json"
@@ -189,18 +190,8 @@ def write_results(path: str | Path, data: Mapping[str, Any]) -> Path:
     record.setdefault("finished_at", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     validate_results(record, str(target))
     text = json.dumps(record, indent=2, sort_keys=True, default=_json_default) + "\n"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(target, "w") as fh:
+        fh.write(text)
     try:  # make the rename itself durable; not possible on every platform
         dir_fd = os.open(target.parent, os.O_RDONLY)
     except OSError:
