@@ -18,9 +18,17 @@ CONF_DIR = ROOT / "conf"
 
 @pytest.fixture(scope="session")
 def tiny_backbone():
+    import torch
+
     from prograd_pl.models.backbone import load_backbone
 
-    return load_backbone("prograd-tiny", None)
+    # random weights from a fixed seed: the tests must not depend on which tests ran before
+    state = torch.random.get_rng_state()
+    torch.manual_seed(1)
+    try:
+        return load_backbone("prograd-tiny", None)
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def compose(overrides: list[str]):
