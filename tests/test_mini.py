@@ -40,6 +40,51 @@ def test_generation_is_deterministic(tmp_path):
     assert ha == hb
 
 
+# sha256 of the first pixels of every task at this generator version: a change of the rendering must come with a
+# GENERATOR_VERSION bump (so that datasets on disk are regenerated) and new values here.
+PINNED_VERSION = 3
+
+
+def render_digest(task: gen.MiniTask, items=(0, 1)) -> str:
+    from prograd_pl.mini.world import render_task_item, to_image
+
+    h = hashlib.sha256()
+    for label in range(len(task.classnames)):
+        for item in items:
+            h.update(np.asarray(to_image(render_task_item(task, label, item))).tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_world_is_versioned_and_a_dataset_of_another_version_is_regenerated(tmp_path):
+    assert gen.GENERATOR_VERSION == PINNED_VERSION, "update PINNED_VERSION and the pinned digests together"
+    for name, task in TASKS.items():
+        assert render_digest(task) == render_digest(task), name  # a pure function of (task, label, item)
+    assert len({render_digest(t) for t in TASKS.values()}) == len(TASKS)
+    task = small("mini_colors")
+    folder = gen.generate_task(task, tmp_path / task.folder)
+    marker = json.loads((folder / gen.MARKER).read_text())
+    assert marker["generator_version"] == gen.GENERATOR_VERSION
+    marker["generator_version"] = gen.GENERATOR_VERSION - 1  # as left by the previous world
+    (folder / gen.MARKER).write_text(json.dumps(marker))
+    (folder / "images" / "blue" / "blue_0000.png").write_bytes(b"old pixels")
+    assert not gen.is_complete(task, folder)
+    gen.generate_task(task, folder)
+    assert gen.is_complete(task, folder)
+    assert tree_hashes(folder) == tree_hashes(gen.generate_task(task, tmp_path / "fresh" / task.folder))
+
+
+def test_each_trainable_task_has_a_style_its_templates_do_not_name():
+    """The world's headroom: task images come in a style the pretraining captions name, the templates do not."""
+    from prograd_pl.mini.world import STYLES
+
+    for task in TASKS.values():
+        if task.test_only:
+            continue
+        assert task.style in STYLES, task.name
+        words = {w for phrase in STYLES[task.style][2] for w in phrase.split()} - {"a", "an", "of", "photo", "image"}
+        assert not words & set((task.template + " " + task.coop_template).replace(".", "").split()), task.name
+
+
 def test_generated_layout_matches_coop_split_format(tmp_path):
     task = small("mini_textures")
     folder = gen.generate_task(task, tmp_path / task.folder)
@@ -177,3 +222,30 @@ def test_pretraining_runs_deterministically_and_writes_loadable_fp16_weights(tmp
     assert summary["steps"] == 2 and set(summary["zero_shot_test_acc"]) == set(TASKS)
     sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_headroom_probe_picks_c_on_val_and_draws_shots_per_class():
+    from sklearn.linear_model import LogisticRegression
+
+    from prograd_pl.mini.headroom import few_shot_indices, linear_probe
+
+    labels = np.repeat(np.arange(4), 10)
+    idx = few_shot_indices(labels, 3, seed=1)
+    assert np.bincount(labels[idx]).tolist() == [3, 3, 3, 3] and len(set(idx.tolist())) == 12
+    assert np.array_equal(idx, few_shot_indices(labels, 3, seed=1))
+    assert not np.array_equal(idx, few_shot_indices(labels, 3, seed=2))
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8))
+
+    def draw(n):
+        y = np.repeat(np.arange(4), n)
+        return centres[y] + rng.normal(scale=1.5, size=(len(y), 8)), y
+
+    (tx, ty), (vx, vy), (sx, sy) = draw(4), draw(10), draw(30)
+    grid = (0.001, 0.1, 10.0)
+    acc, c = linear_probe(tx, ty, vx, vy, sx, sy, grid)
+    vals = [(LogisticRegression(C=g, max_iter=2000).fit(tx, ty).predict(vx) == vy).mean() for g in grid]
+    assert c == grid[int(np.argmax(vals))]
+    direct = LogisticRegression(C=c, max_iter=2000).fit(tx, ty).predict(sx)
+    assert acc == pytest.approx(100.0 * (direct == sy).mean())

@@ -10,6 +10,7 @@ zero-shot transfer works, but only partly, as with real CLIP.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -583,6 +584,92 @@ def to_image(img: np.ndarray) -> Image.Image:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Styles (domains): whole-image renderings that captions name in words ("a thermal image of ...")
+# --------------------------------------------------------------------------------------------------------------
+def style_negative(img: np.ndarray, rng: Rng) -> np.ndarray:
+    return 255.0 - np.clip(img, 0, 255)
+
+
+_HEAT = np.array([[0, 0, 0], [70, 0, 120], [200, 20, 60], [250, 140, 0], [255, 240, 120], [255, 255, 255]], float)
+
+
+def style_thermal(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """Luminance through a heat colour map (hot = bright); polarity as a heat camera might see it."""
+    lum = np.clip(img, 0, 255).mean(axis=2) / 255.0
+    if rng.random() < 0.5:
+        lum = 1.0 - lum
+    t = lum * (len(_HEAT) - 1)
+    i = np.minimum(t.astype(int), len(_HEAT) - 2)
+    f = (t - i)[..., None]
+    return _HEAT[i] * (1 - f) + _HEAT[i + 1] * f
+
+
+def style_embossed(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """A grey metal relief: the emboss filter of the luminance, tinted."""
+    grey = Image.fromarray(np.clip(img, 0, 255).mean(axis=2).astype(np.uint8))
+    relief = np.asarray(grey.filter(ImageFilter.EMBOSS), np.float64)[..., None]
+    tint = np.asarray(jitter_colour(rng, (200, 200, 205), 10), np.float64) / 255.0
+    return relief * tint
+
+
+def style_pixel_art(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """Coarse pixels and a few colour levels, as 8-bit game art."""
+    cells = int(rng.integers(10, 17))
+    small = to_image(img).resize((cells, cells), Image.BOX)
+    levels = 3.0
+    arr = np.round(np.asarray(small, np.float64) / 255.0 * levels) / levels * 255.0
+    return np.asarray(to_image(arr).resize((CANVAS, CANVAS), Image.NEAREST), np.float64)
+
+
+def style_mosaic(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """Square tiles of the mean colour of each cell, with light grout lines."""
+    tile = int(rng.integers(5, 8))
+    n = -(-CANVAS // tile)
+    small = np.asarray(to_image(img).resize((n, n), Image.BOX), np.float64)
+    big = np.repeat(np.repeat(small, tile, 0), tile, 1)[:CANVAS, :CANVAS]
+    grout = (np.arange(CANVAS) % tile) == 0
+    big[grout, :] = 200.0
+    big[:, grout] = 200.0
+    return big
+
+
+def style_blueprint(img: np.ndarray, rng: Rng) -> np.ndarray:
+    """White edges on blueprint blue."""
+    grey = Image.fromarray(np.clip(img, 0, 255).mean(axis=2).astype(np.uint8))
+    edges = np.asarray(grey.filter(ImageFilter.FIND_EDGES), np.float64) / 255.0
+    e = np.clip(edges * 3.0, 0, 1)[..., None]
+    blue = np.asarray(jitter_colour(rng, (25, 60, 150), 12), np.float64)
+    return blue * (1 - e) + 235.0 * e
+
+
+# name -> (rendering, keeps colours, caption phrases naming the style)
+STYLES: dict[str, tuple[Callable[[np.ndarray, Rng], np.ndarray], bool, tuple[str, ...]]] = {
+    "negative": (style_negative, False, ("a colour negative", "an inverted photo", "a photo negative")),
+    "thermal": (style_thermal, False, ("a thermal image", "an infrared photo", "a heat camera image")),
+    "embossed": (style_embossed, False, ("an embossed relief", "a metal relief", "an embossing")),
+    "pixel_art": (style_pixel_art, True, ("pixel art", "a pixelated image", "8-bit art")),
+    "mosaic": (style_mosaic, True, ("a mosaic", "a tiled mosaic", "a tile mosaic")),
+    "blueprint": (style_blueprint, False, ("a blueprint", "a technical drawing", "a blueprint drawing")),
+}
+_COLOUR_WORD = re.compile(
+    r"\b(" + "|".join(sorted({w for c in COLOURS for w in COLOUR_WORDS.get(c, (c,))} | set(COLOURS))) + r")\b ?"
+)
+
+
+def apply_style(img: np.ndarray, rng: Rng, style: str) -> np.ndarray:
+    """``img`` rendered in ``style`` (a name of STYLES)."""
+    return STYLES[style][0](img, rng)
+
+
+def styled_caption(rng: Rng, style: str, cap: str) -> str:
+    """``cap`` with the style named; colour words are dropped for styles that do not keep colours."""
+    if not STYLES[style][1]:
+        cap = _COLOUR_WORD.sub("", cap).strip() or "something"
+    s = pick(rng, STYLES[style][2])
+    return pick(rng, [f"{s} of {cap}", f"{cap}, {s}", f"{s}: {cap}", f"{s} showing {cap}"])
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Objects on backgrounds (shared by pretraining and downstream)
 # --------------------------------------------------------------------------------------------------------------
 def random_background(rng: Rng, avoid: Sequence[str] = (), plain: float = 0.4) -> tuple[np.ndarray, str]:
@@ -655,7 +742,7 @@ def pretrain_object(rng: Rng, shape: str | None = None, colour: str | None = Non
     colour = colour or _weighted(rng, COLOUR_CLASSES, ("cyan", "black"), 0.15)
     r = rng.uniform(9, 26)
     cx, cy = rng.uniform(r + 1, CANVAS - r - 1, 2)
-    angle = rng.normal(0, 12) if rng.random() < 0.8 else rng.uniform(0, 360)
+    angle = rng.normal(0, 12) if rng.random() < 0.6 else rng.uniform(0, 360)
     bg, bg_phrase = random_background(rng, avoid=(colour,), plain=0.6)
     style = rng.random()
     col = colour_of(rng, colour)
@@ -857,6 +944,9 @@ FAMILY_CONCEPTS: dict[Callable, tuple[str, Sequence[str]]] = {
 _FAMILY_DRAW = FAMILY_SHARE / (
     FAMILY_SIZE - (FAMILY_SIZE - 1) * FAMILY_SHARE
 )  # per draw, for FAMILY_SHARE of pairs
+# Share of pairs drawn in a style (STYLES) that the caption names; each downstream task comes in one style
+# that its hand-written template does not name (as satellite or texture photos on real CLIP).
+STYLE_SHARE = 0.3
 CAPTION_NOISE = 0.05  # fraction of pairs whose caption belongs to another image (web noise)
 # Content-free words around some captions: web captions are long and wordy, and the prompts of prompt tuning
 # (16 context tokens before the class name) need the later positions of the text tower trained too.
@@ -913,7 +1003,26 @@ def with_filler(rng: Rng, caption: str) -> str:
     return ", ".join(p for p in (before, caption, after) if p)
 
 
+def nuisances(rng: Rng, img: np.ndarray) -> np.ndarray:
+    """Conditions the downstream renderings also have (clutter, colour casts, low contrast, blur); captions do
+    not mention them, so the image tower learns to see through them."""
+    if rng.random() < 0.2:
+        img = clutter(img, rng, int(rng.integers(1, 3)))
+    if rng.random() < 0.3:
+        img = colour_cast(img, rng, 0.15)
+    if rng.random() < 0.2:
+        img = low_contrast(img, rng, 0.4)
+    if rng.random() < 0.15:
+        img = blur(img, rng.uniform(0.3, 1.0))
+    return img
+
+
 def _finish(rng: Rng, img: np.ndarray, cap: str) -> tuple[np.ndarray, str]:
+    img = nuisances(rng, img)
+    if rng.random() < STYLE_SHARE:
+        style = pick(rng, tuple(STYLES))
+        img = apply_style(img, rng, style)
+        cap = styled_caption(rng, style, cap)
     if rng.random() < 0.15:
         img = add_noise(img, rng, rng.uniform(3, 12))
     if rng.random() < 0.3:
@@ -1089,6 +1198,7 @@ class MiniTask:
     render: Callable[[int, Rng], np.ndarray]
     test_only: bool = False
     seed: int = 0
+    style: str | None = None  # the task's domain (a name of STYLES); its template does not name it
 
     @property
     def sizes(self) -> tuple[int, int, int]:
@@ -1108,8 +1218,12 @@ def render_task_item(task: MiniTask, label: int, item: int) -> np.ndarray:
     """Image ``item`` of class ``label`` of ``task`` (a pure function of its arguments)."""
     rng = np.random.default_rng([task.seed, label, item])
     if task.name == "mini_digits":
-        return render_digit_item(_digit_items()[label][item], rng)
-    return task.render(label, rng)
+        img = render_digit_item(_digit_items()[label][item], rng)
+    else:
+        img = task.render(label, rng)
+    if task.style is not None:
+        img = add_noise(apply_style(img, rng, task.style), rng, rng.uniform(2, 6))
+    return img
 
 
 TASKS: dict[str, MiniTask] = {
@@ -1124,6 +1238,7 @@ TASKS: dict[str, MiniTask] = {
             (32, 8, 40),
             render_shape_item,
             seed=101,
+            style="negative",
         ),
         MiniTask(
             "mini_textures",
@@ -1134,6 +1249,7 @@ TASKS: dict[str, MiniTask] = {
             (32, 8, 40),
             render_texture_item,
             seed=102,
+            style="embossed",
         ),
         MiniTask(
             "mini_digits",
@@ -1144,6 +1260,7 @@ TASKS: dict[str, MiniTask] = {
             (32, 8, 70),
             render_digit_item,
             seed=103,
+            style="thermal",
         ),
         MiniTask(
             "mini_scenes",
@@ -1154,6 +1271,7 @@ TASKS: dict[str, MiniTask] = {
             (32, 8, 40),
             render_scene_item,
             seed=104,
+            style="pixel_art",
         ),
         MiniTask(
             "mini_colors",
@@ -1164,6 +1282,7 @@ TASKS: dict[str, MiniTask] = {
             (32, 8, 40),
             render_colour_item,
             seed=105,
+            style="mosaic",
         ),
         MiniTask(
             "mini_shapes_sketch",
