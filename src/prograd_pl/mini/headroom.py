@@ -104,7 +104,12 @@ def task_headroom(model, tokenizer, task: MiniTask, shots: int, seeds: Sequence[
     for seed in seeds:
         idx = few_shot_indices(labels["train"], shots, seed)
         acc, c = linear_probe(
-            feats["train"][idx], labels["train"][idx], feats["val"], labels["val"], feats["test"], labels["test"]
+            feats["train"][idx],
+            labels["train"][idx],
+            feats["val"],
+            labels["val"],
+            feats["test"],
+            labels["test"],
         )
         accs.append(acc)
         cs.append(c)
@@ -138,7 +143,9 @@ def headroom_table(rows: list[dict], shots: int, n_seeds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m prograd_pl.mini.headroom", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m prograd_pl.mini.headroom", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--weights", type=Path, default=None, help="default: the packaged prograd-mini weights")
     p.add_argument("--tasks", default=",".join(n for n, t in TASKS.items() if not t.test_only))
     p.add_argument("--shots", type=int, default=16)

@@ -210,7 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--eval-every", type=int, default=0, help="zero-shot check every N steps (0: only at the end)"
     )
-    p.add_argument("--save-every", type=int, default=0, help="also write weights every N steps (<out>.stepN.pt)")
+    p.add_argument(
+        "--save-every", type=int, default=0, help="also write weights every N steps (<out>.stepN.pt)"
+    )
     p.add_argument("--summary", type=Path, default=None, help="also write the summary JSON here")
     a = p.parse_args(argv)
     summary = pretrain(

@@ -590,7 +590,9 @@ def style_negative(img: np.ndarray, rng: Rng) -> np.ndarray:
     return 255.0 - np.clip(img, 0, 255)
 
 
-_HEAT = np.array([[0, 0, 0], [70, 0, 120], [200, 20, 60], [250, 140, 0], [255, 240, 120], [255, 255, 255]], float)
+_HEAT = np.array(
+    [[0, 0, 0], [70, 0, 120], [200, 20, 60], [250, 140, 0], [255, 240, 120], [255, 255, 255]], float
+)
 
 
 def style_thermal(img: np.ndarray, rng: Rng) -> np.ndarray:
@@ -652,7 +654,9 @@ STYLES: dict[str, tuple[Callable[[np.ndarray, Rng], np.ndarray], bool, tuple[str
     "blueprint": (style_blueprint, False, ("a blueprint", "a technical drawing", "a blueprint drawing")),
 }
 _COLOUR_WORD = re.compile(
-    r"\b(" + "|".join(sorted({w for c in COLOURS for w in COLOUR_WORDS.get(c, (c,))} | set(COLOURS))) + r")\b ?"
+    r"\b("
+    + "|".join(sorted({w for c in COLOURS for w in COLOUR_WORDS.get(c, (c,))} | set(COLOURS)))
+    + r")\b ?"
 )
 
 
