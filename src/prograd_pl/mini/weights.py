@@ -20,7 +20,7 @@ class MiniWeightsError(FileNotFoundError):
 
 def _fail(path: Path, problem: str) -> MiniWeightsError:
     return MiniWeightsError(
-        f"prograd-mini weights {path} {problem}; rebuild them with `{REBUILD}` (about 10 minutes on 2 CPU cores)"
+        f"prograd-mini weights {path} {problem}; rebuild them with `{REBUILD}` (about 13 minutes on 2 idle CPU cores)"
         f" or point ${WEIGHTS_ENV} at a good copy."
     )
 
