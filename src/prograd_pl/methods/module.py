@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
 
+from prograd_pl.errors import MethodError
 from prograd_pl.methods.losses import check_finite, distillation_loss
 from prograd_pl.methods.projection import conflict_cosine, project_conflicting
 from prograd_pl.models.backbone import Backbone
@@ -21,8 +22,6 @@ METHODS = ("zeroshot", "coop", "prograd", "kd")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed")
 
 
-class MethodError(ValueError):
-    """Invalid method options."""
 
 
 def recipe_lr(epoch: int, max_epochs: int, base_lr: float, warmup_epochs: int = 1, warmup_lr: float = 1e-5) -> float:
@@ -48,6 +47,8 @@ class PromptTuningModule(L.LightningModule):
         lr, momentum, weight_decay: SGD (weight decay and momentum act after the projection).
         max_epochs, warmup_epochs, warmup_lr: the per-epoch schedule of :func:`recipe_lr`.
         encoding: text encoding path (``auto`` = fastest exact path).
+        optimizer: builds the optimiser from the parameter list (default SGD with ``lr``/``momentum``/
+            ``weight_decay``); its learning rate is then set per epoch by the recipe's schedule with base ``lr``.
         mixed_dtype: ``torch.bfloat16``/``torch.float16`` autocast for the towers (the context stays fp32).
         classnames: the classes (taken from the prompt learner when there is one).
     """
@@ -69,6 +70,7 @@ class PromptTuningModule(L.LightningModule):
         encoding: str = "auto",
         mixed_dtype: torch.dtype | None = None,
         classnames: Sequence[str] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     ) -> None:
         super().__init__()
         if method not in METHODS:
@@ -84,6 +86,7 @@ class PromptTuningModule(L.LightningModule):
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.max_epochs, self.warmup_epochs, self.warmup_lr = max_epochs, warmup_epochs, warmup_lr
         self.encoding = encoding
+        self.optimizer_factory = optimizer
         self.mixed_dtype = mixed_dtype
         self.loss_scale = 2.0**14 if mixed_dtype == torch.float16 else 1.0
         self.automatic_optimization = False
@@ -172,9 +175,12 @@ class PromptTuningModule(L.LightningModule):
     def configure_optimizers(self):
         if self.prompt_learner is None:
             return None
-        opt = torch.optim.SGD(
-            [self.prompt_learner.ctx], lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
-        )
+        if self.optimizer_factory is not None:  # e.g. a partial torch.optim.SGD from the config
+            opt = self.optimizer_factory([self.prompt_learner.ctx])
+        else:
+            opt = torch.optim.SGD(
+                [self.prompt_learner.ctx], lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
         self._set_lr(opt, 0)
         return opt
 

@@ -12,14 +12,14 @@ import open_clip
 import torch
 from torch import nn
 
+from prograd_pl.errors import BackboneError
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 _registered = False
 
 
-class BackboneError(ValueError):
-    """A backbone that cannot be loaded or cannot be prompt-tuned."""
 
 
 def register_model_configs() -> None:

@@ -269,5 +269,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def base2new_summary(records: Sequence[dict], dataset: str, methods: Sequence[str] = ("zeroshot", "coop", "prograd")) -> str:
+    """Markdown table of one dataset's base-to-new runs (mean ± population std over seeds, H of the means), and a
+    line that says what to read in it: the paper's claim, checked on these numbers."""
+    from prograd_pl.results.aggregate import harmonic_mean, mean_std
+
+    acc: dict[tuple[str, str], dict[int, float]] = {}
+    for rec in records:
+        if rec["setting"] == "base2new" and rec["dataset"] == dataset:
+            acc.setdefault((rec["method"], rec["subsample"]), {})[rec["seed"]] = rec["metrics"]["acc"]
+    lines = [f"Base-to-new on {dataset} (mean ± std over seeds)", "", "| method | base | new | H |", "|---|---|---|---|"]
+    means: dict[str, tuple[float, float]] = {}
+    for m in methods:
+        b, n = acc.get((m, "base"), {}), acc.get((m, "new"), {})
+        if not b or not n:
+            lines.append(f"| {m} | – | – | – |")
+            continue
+        (bm, bs), (nm, ns) = mean_std(list(b.values())), mean_std(list(n.values()))
+        means[m] = (bm, nm)
+        lines.append(f"| {m} | {bm:.2f} ± {bs:.2f} | {nm:.2f} ± {ns:.2f} | {harmonic_mean(bm, nm):.2f} |")
+    if all(m in means for m in ("zeroshot", "coop", "prograd")):
+        (zb, zn), (cb, cn), (pb, pn) = means["zeroshot"], means["coop"], means["prograd"]
+        lines += ["", (
+            f"Read: prompt tuning {'gains' if cb > zb else 'does not gain'} on the trained (base) classes "
+            f"(CoOp {cb - zb:+.1f} vs zero-shot); CoOp {'forgets' if cn < zn else 'does not forget'} the unseen new "
+            f"classes ({cn - zn:+.1f}); ProGrad {'keeps more of them' if pn > cn else 'does not keep more of them'} "
+            f"({pn - cn:+.1f} vs CoOp on new, {pb - zb:+.1f} vs zero-shot on base)."
+        )]  # fmt: skip
+    return "\n".join(lines)
+
+
+def print_base2new_summary(output_root: str | Path, dataset: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResultsWarning)
+        records = [data for _, data in iter_results(output_root)]
+    print(base2new_summary(records, dataset))
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
