@@ -357,7 +357,7 @@ def test_interpret_main_with_fake_backbone(tmp_path, monkeypatch, capsys):
     assert interpret.main([str(tmp_path), "--topk", "2"]) == 0
     out = capsys.readouterr().out
     assert "ctx  1: 'dog'" in out and "ctx  2: 'of'" in out and "</w>" not in out
-    assert interpret.main([str(tmp_path / "missing")]) == 2
+    assert interpret.main([str(tmp_path / "missing")]) == 1  # bad input: exit status 1, one sentence
 
 
 def test_no_warning_for_clean_tree(tmp_path):

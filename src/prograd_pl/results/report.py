@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated subset of md,csv,tex (default all)",
     )
     p.add_argument("--no-plot", action="store_true", help="skip fewshot_curves.png")
+    p.add_argument("--reference", type=Path, action="append", default=[],
+                   help="reference.csv of published numbers (experiments/<setting>/reference.csv) to print ours "
+                   "beside, with the difference; repeatable")  # fmt: skip
     return p
 
 
@@ -255,6 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             written.append(path)
         print(f"## {setting}\n")
         print(render_markdown(tables, ci95=args.ci95))
+        for ref_path in args.reference:
+            from prograd_pl.results.reference import compare, read_reference
+
+            side = compare(tables, read_reference(ref_path))
+            if side:
+                print(f"\n### ours beside the reference ({ref_path})\n\n{side}\n")
+                (out / f"{setting}_vs_reference.md").write_text(side + "\n", encoding="utf-8")
 
     if fewshot and not args.no_plot:
         from prograd_pl.results.plots import plot_fewshot_curves

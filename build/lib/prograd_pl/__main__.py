@@ -1,0 +1,82 @@
+"""``python -m prograd_pl [overrides]`` (the Hydra app) and the ``report | interpret | data | diff`` sub-commands."""
+
+from __future__ import annotations
+
+import sys
+
+SUBCOMMANDS = ("report", "interpret", "data", "diff")
+
+
+def _hydra_main() -> None:
+    import hydra
+    from omegaconf import DictConfig
+
+    import prograd_pl.app.config  # noqa: F401  (registers the recipe resolvers before Hydra composes)
+    from prograd_pl.errors import USER_ERRORS
+
+    @hydra.main(version_base="1.3", config_path="pkg://prograd_pl.conf", config_name="config")
+    def main(cfg: DictConfig) -> None:
+        from prograd_pl.app.run import run
+
+        quiet_open_clip()
+        try:
+            result = run(cfg)
+        except USER_ERRORS as err:  # one clear sentence, no traceback
+            print(f"prograd_pl: error: {err}", file=sys.stderr)
+            sys.exit(1)
+        print(f"{result['method']} {result['eval_dataset']} ({result['subsample']}): "
+              f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}")
+
+    main()
+
+
+def quiet_open_clip() -> None:
+    """open_clip logs its factory steps at INFO on the root logger (keep only its warnings); Lightning advertises
+    cloud services at every Trainer (drop those tips)."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "open_clip" not in record.pathname
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(keep)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
+
+
+def hoist_multirun(argv: list[str]) -> list[str]:
+    """Move ``-m``/``--multirun`` before the overrides.
+
+    Hydra's argument parser cannot take overrides on both sides of ``-m``, yet the natural line
+    ``python -m prograd_pl dataset=dtd shots=4 -m seed=1,2,3`` puts it in the middle.
+    """
+    flags = [a for a in argv if a in ("-m", "--multirun")]
+    return [*flags[:1], *(a for a in argv if a not in ("-m", "--multirun"))]
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Console entry point: a sub-command, or the Hydra app with ``argv`` as overrides."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        cmd, rest = argv[0], argv[1:]
+        if cmd == "report":
+            from prograd_pl.results.report import main as report_main
+
+            return report_main(rest)
+        if cmd == "interpret":
+            from prograd_pl.results.interpret import main as interpret_main
+
+            return interpret_main(rest)
+        if cmd == "diff":
+            from prograd_pl.app.identity import diff_main
+
+            return diff_main(rest)
+        from prograd_pl.data.check import main as data_main
+
+        return data_main(rest[1:] if rest and rest[0] == "check" else rest)
+    sys.argv = [sys.argv[0], *hoist_multirun(argv)]
+    _hydra_main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

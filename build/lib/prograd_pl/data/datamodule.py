@@ -1,0 +1,92 @@
+"""Lightning data module over few-shot train / test lists (the only Lightning import in ``data``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from .base import DatasetError, Datum
+from .transforms import CLIP_MEAN, CLIP_STD, test_transform, train_transform
+
+
+class ImageList(Dataset):
+    """Images of a list of Datum, opened with PIL as RGB; yields ``(image tensor, label)``."""
+
+    def __init__(self, items: Sequence[Datum], transform: Callable):
+        self.items = list(items)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        d = self.items[index]
+        try:
+            with Image.open(d.path) as im:
+                image = im.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise DatasetError(
+                f"cannot read image {d.path} ({err}); the file is missing or corrupt."
+            ) from err
+        return self.transform(image), d.label
+
+
+class FewShotDataModule(L.LightningDataModule):
+    """Train loader: shuffled batches seeded by ``seed``, ``drop_last`` when the list fills a batch.
+    Test loader: sequential batches. There is no val loader (the recipe never evaluates val)."""
+
+    def __init__(
+        self,
+        train: list[Datum],
+        test: list[Datum],
+        image_size: int = 224,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+        batch_size: int = 32,
+        test_batch_size: int = 100,
+        num_workers: int = 2,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.train_items = list(train)
+        self.test_items = list(test)
+        self.image_size = image_size
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.batch_size = batch_size
+        self.test_batch_size = test_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        # One generator for the whole run: each epoch continues its sequence of permutations.
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.train_items:
+            raise DatasetError("the train list is empty; this dataset/setting has no training images.")
+        dataset = ImageList(self.train_items, train_transform(self.image_size, self.mean, self.std))
+        return self._loader(
+            dataset,
+            self.batch_size,
+            shuffle=True,
+            generator=self.generator,
+            drop_last=len(self.train_items) >= self.batch_size,
+        )
+
+    def test_dataloader(self) -> DataLoader:
+        if not self.test_items:
+            raise DatasetError("the test list is empty; nothing to evaluate.")
+        dataset = ImageList(self.test_items, test_transform(self.image_size, self.mean, self.std))
+        return self._loader(dataset, self.test_batch_size, shuffle=False)

@@ -1,0 +1,304 @@
+"""The LightningModule: one image pass, the methods' gradient rules, manual optimisation, evaluation."""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import Any, Callable, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchmetrics
+
+from prograd_pl.errors import MethodError
+from prograd_pl.methods.losses import check_finite, distillation_loss
+from prograd_pl.methods.projection import conflict_cosine, project_conflicting
+from prograd_pl.models.backbone import Backbone
+from prograd_pl.models.prompt_learner import PromptLearner
+from prograd_pl.models.zeroshot import zeroshot_text_features
+
+METHODS = ("zeroshot", "coop", "prograd", "kd")
+PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed")
+
+
+
+
+def recipe_lr(epoch: int, max_epochs: int, base_lr: float, warmup_epochs: int = 1, warmup_lr: float = 1e-5) -> float:
+    """Learning rate during 0-based ``epoch`` (spec §3.1): constant warm-up, then cosine over ``max_epochs``.
+
+    ``lr(e) = warmup_lr`` for ``e < warmup_epochs``, else ``base_lr/2 * (1 + cos(pi * (e - warmup) / E))``.
+    """
+    if epoch < warmup_epochs:
+        return warmup_lr
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / max_epochs))
+
+
+class PromptTuningModule(L.LightningModule):
+    """Prompt tuning of a frozen CLIP with one of the methods ``zeroshot | coop | prograd | kd``.
+
+    Args:
+        backbone: the frozen open_clip model (shared by student and zero-shot teacher).
+        prompt_learner: the learnable context (ignored by ``zeroshot``).
+        method: gradient rule.
+        template: hand-crafted template of the teacher / zero-shot classifier.
+        lam: ProGrad's lambda, or KD's weight of the distillation loss.
+        temperature: distillation temperature T.
+        lr, momentum, weight_decay: SGD (weight decay and momentum act after the projection).
+        max_epochs, warmup_epochs, warmup_lr: the per-epoch schedule of :func:`recipe_lr`.
+        encoding: text encoding path (``auto`` = fastest exact path).
+        optimizer: builds the optimiser from the parameter list (default SGD with ``lr``/``momentum``/
+            ``weight_decay``); its learning rate is then set per epoch by the recipe's schedule with base ``lr``.
+        mixed_dtype: ``torch.bfloat16``/``torch.float16`` autocast for the towers (the context stays fp32).
+        classnames: the classes (taken from the prompt learner when there is one).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        prompt_learner: PromptLearner | None,
+        method: str = "prograd",
+        template: str = "a photo of a {}.",
+        lam: float = 1.0,
+        temperature: float = 1.0,
+        lr: float = 0.002,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        max_epochs: int = 50,
+        warmup_epochs: int = 1,
+        warmup_lr: float = 1e-5,
+        encoding: str = "auto",
+        mixed_dtype: torch.dtype | None = None,
+        classnames: Sequence[str] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+    ) -> None:
+        super().__init__()
+        if method not in METHODS:
+            raise MethodError(f"method.name='{method}' is not one of {', '.join(METHODS)}.")
+        if method != "zeroshot" and prompt_learner is None:
+            raise MethodError(f"method '{method}' needs a prompt learner.")
+        self.method = method
+        self.clip = backbone.model
+        self.backbone = backbone
+        self.prompt_learner = prompt_learner
+        self.template = template
+        self.lam, self.temperature = float(lam), float(temperature)
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.max_epochs, self.warmup_epochs, self.warmup_lr = max_epochs, warmup_epochs, warmup_lr
+        self.encoding = encoding
+        self.optimizer_factory = optimizer
+        self.mixed_dtype = mixed_dtype
+        self.loss_scale = 2.0**14 if mixed_dtype == torch.float16 else 1.0
+        self.automatic_optimization = False
+        self.register_buffer("logit_scale", backbone.model.logit_scale.detach().exp().float().clone(), persistent=False)
+        self.teacher_key: tuple | None = None
+        self.register_buffer("teacher_features", torch.empty(0), persistent=False)
+        self._eval_text: torch.Tensor | None = None
+        self.steps_done = 0
+        self.skipped_steps = 0
+        self.conflicts = 0
+        if classnames is None and prompt_learner is None:
+            raise MethodError("zero-shot classification needs the class names.")
+        self._zs_classnames = list(classnames if classnames is not None else prompt_learner.classnames)
+        self.set_eval_classes(self._zs_classnames)
+
+    # ---- classes -------------------------------------------------------------------------------------------
+    @property
+    def classnames(self) -> list[str]:
+        if self.prompt_learner is not None:
+            return self.prompt_learner.classnames
+        return list(self._zs_classnames)
+
+    def set_eval_classes(self, classnames: Sequence[str], template: str | None = None) -> None:
+        """Point the classifier at ``classnames`` (base, new, or another dataset's classes)."""
+        if template is not None:
+            self.template = template
+        learner = self.prompt_learner
+        if learner is not None:
+            retarget = template is not None and learner.init == "template" and template != learner.template
+            if list(classnames) != learner.classnames or retarget:
+                learner.set_classnames(classnames, template=template if retarget else None)
+                learner.to(self.logit_scale.device)
+        self._zs_classnames = list(classnames)
+        self._eval_text = None
+        self.n_classes = len(classnames)
+        self._build_metrics(len(classnames))
+
+    def _build_metrics(self, n: int) -> None:
+        task = dict(task="multiclass", num_classes=max(n, 2))
+        self.test_acc = torchmetrics.Accuracy(average="micro", **task)
+        self.test_macro_f1 = torchmetrics.F1Score(average="macro", **task)
+        self.test_per_class = torchmetrics.Accuracy(average="none", **task)
+        self.train_acc = torchmetrics.Accuracy(average="micro", **task)
+        for m in (self.test_acc, self.test_macro_f1, self.test_per_class, self.train_acc):
+            m.to(self.logit_scale.device)
+
+    def _teacher(self) -> torch.Tensor:
+        key = (tuple(self.classnames), self.template)
+        if self.teacher_key != key:
+            feats = zeroshot_text_features(self.backbone, self.classnames, self.template)
+            self.teacher_features = feats.to(self.logit_scale.device)
+            self.teacher_key = key
+        return self.teacher_features
+
+    # ---- mode handling -------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "PromptTuningModule":
+        """Only the prompt learner follows ``mode``: the frozen towers stay in eval (RN50's BatchNorm)."""
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    def _autocast(self):
+        if self.mixed_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.logit_scale.device.type, dtype=self.mixed_dtype)
+
+    # ---- forward pieces ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            feats = self.clip.encode_image(images)
+        return F.normalize(feats.float(), dim=-1)
+
+    def text_features(self) -> torch.Tensor:
+        if self.prompt_learner is None:
+            return self._teacher()
+        with self._autocast():
+            feats = self.prompt_learner(self.encoding)
+        return F.normalize(feats.float(), dim=-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits for a batch of images."""
+        return self.logit_scale * self.image_features(images) @ self.text_features().t()
+
+    # ---- training ------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        if self.prompt_learner is None:
+            return None
+        if self.optimizer_factory is not None:  # e.g. a partial torch.optim.SGD from the config
+            opt = self.optimizer_factory([self.prompt_learner.ctx])
+        else:
+            opt = torch.optim.SGD(
+                [self.prompt_learner.ctx], lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        self._set_lr(opt, 0)
+        return opt
+
+    def _set_lr(self, opt: torch.optim.Optimizer, epoch: int) -> None:
+        lr = recipe_lr(epoch, self.max_epochs, self.lr, self.warmup_epochs, self.warmup_lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+    def on_train_epoch_start(self) -> None:
+        opt = self.optimizers(use_pl_optimizer=False)
+        self._set_lr(opt, self.current_epoch)
+
+    def on_fit_start(self) -> None:
+        dist = torch.distributed
+        if self.prompt_learner is not None and dist.is_available() and dist.is_initialized():
+            # every rank must start from the same context (DDP would broadcast parameters when wrapping)
+            torch.distributed.broadcast(self.prompt_learner.ctx.data, src=0)
+
+    def compute_update(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The gradient the optimiser applies to ``ctx`` for this batch, and what to log.
+
+        One image-encoder pass serves student and teacher.  Gradients come from ``autograd.grad`` of each loss
+        (``retain_graph`` for the first), are unscaled, averaged over DDP ranks and only then projected.
+        """
+        ctx = self.prompt_learner.ctx
+        img = self.image_features(images)
+        text = self.text_features()
+        logits = self.logit_scale * img @ text.t()
+        ce = F.cross_entropy(logits, labels)
+        check_finite("cross-entropy", ce, self.global_step)
+        logs: dict[str, Any] = {"loss_ce": ce.detach()}
+        scale = self.loss_scale
+        if self.method == "coop":
+            (grad,) = torch.autograd.grad(ce * scale, ctx)
+            grad = self._reduce(grad / scale)
+        else:
+            teacher_logits = self.logit_scale * img @ self._teacher().t()
+            kl = distillation_loss(logits, teacher_logits, self.temperature)
+            check_finite("distillation", kl, self.global_step)
+            logs["loss_kl"] = kl.detach()
+            if self.method == "kd":
+                (grad,) = torch.autograd.grad((ce + self.lam * kl) * scale, ctx)
+                grad = self._reduce(grad / scale)
+            else:
+                (g_general,) = torch.autograd.grad(kl * scale, ctx, retain_graph=True)
+                (g_task,) = torch.autograd.grad(ce * scale, ctx)
+                g_general = self._reduce(g_general / scale)
+                g_task = self._reduce(g_task / scale)
+                cos = conflict_cosine(g_task, g_general)
+                logs["grad_cos"] = cos
+                logs["conflict"] = float(cos < 0)
+                grad = project_conflicting(g_task, g_general, self.lam)
+        logs["logits"] = logits.detach()
+        return grad, logs
+
+    @staticmethod
+    def _reduce(grad: torch.Tensor) -> torch.Tensor:
+        """Average a gradient over all processes (identity without a process group)."""
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            grad = grad.contiguous()
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            grad = grad / dist.get_world_size()
+        return grad
+
+    def training_step(self, batch, batch_idx: int):
+        images, labels = batch
+        opt = self.optimizers()  # LightningOptimizer: its step() advances global_step (max_steps, logging)
+        grad, logs = self.compute_update(images, labels)
+        ctx = self.prompt_learner.ctx
+        if not torch.isfinite(grad).all():
+            # only reachable with fp16 loss scaling: skip the step and lower the scale, as a GradScaler would
+            self.skipped_steps += 1
+            self.loss_scale /= 2.0
+        else:
+            ctx.grad = grad.to(ctx.dtype)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        self.steps_done += 1
+        self.conflicts += int(logs.get("conflict", 0.0))
+        self.train_acc(logs.pop("logits").argmax(-1), labels)
+        bs = labels.shape[0]
+        self.log("train/loss_ce", logs["loss_ce"], prog_bar=True, batch_size=bs)
+        if "loss_kl" in logs:
+            self.log("train/loss_kl", logs["loss_kl"], batch_size=bs)
+        if "grad_cos" in logs and not math.isnan(logs["grad_cos"]):
+            self.log("train/grad_cos", logs["grad_cos"], batch_size=bs)
+            self.log("train/conflict", logs["conflict"], batch_size=bs)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
+        self.log("train/lr", opt.optimizer.param_groups[0]["lr"], batch_size=bs)
+
+    # ---- evaluation ----------------------------------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        # class text features once per evaluation, not per batch
+        with torch.no_grad():
+            self._eval_text = self.text_features().detach()
+        for m in (self.test_acc, self.test_macro_f1, self.test_per_class):
+            m.reset()
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        if self._eval_text is None:
+            self.on_test_epoch_start()
+        # a 2-d batch holds cached, normalised image features (see models/feature_cache.py)
+        feats = images.to(self._eval_text.device) if images.dim() == 2 else self.image_features(images)
+        logits = self.logit_scale * feats @ self._eval_text.t()
+        preds = logits.argmax(-1)
+        for m in (self.test_acc, self.test_macro_f1, self.test_per_class):
+            m.update(preds, labels)
+
+    def on_test_epoch_end(self) -> None:
+        acc = self.test_acc.compute()
+        self.log("test/acc", acc * 100.0)
+        self.log("test/macro_f1", self.test_macro_f1.compute() * 100.0)
+        self.test_results = {
+            "acc": float(acc) * 100.0,
+            "macro_f1": float(self.test_macro_f1.compute()) * 100.0,
+            "per_class_acc": [float(a) * 100.0 for a in self.test_per_class.compute()[: self.n_classes]],
+        }
+        self._eval_text = None
+

@@ -1,0 +1,78 @@
+"""On-disk cache of frozen test-set image features.
+
+The image tower is frozen and test transforms are deterministic, so a test set's features depend only on the
+backbone (architecture + weights), the list of images, the transform and the precision: the 15 runs of a
+dataset's few-shot grid (5 shots x 3 seeds) and every method share one encoding.  Any change of a key part gives a
+new key; entries are written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from prograd_pl.atomic import atomic_open
+
+
+def weights_fingerprint(pretrained: str | None) -> str:
+    """Identify weights: a tag as is, a local file by size, mtime and a hash of its first MiB."""
+    if pretrained is None:
+        return "random"
+    path = Path(str(pretrained))
+    if path.is_file():
+        stat = path.stat()
+        with path.open("rb") as fh:
+            head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:16]
+        return f"{path.name}:{stat.st_size}:{int(stat.st_mtime)}:{head}"
+    return str(pretrained)
+
+
+def feature_key(parts: dict[str, Any], items: Sequence[tuple[str, int]]) -> str:
+    """Stable key of the key parts and the (path, label) list of the test set."""
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    for path, label in items:
+        h.update(f"{path}\t{label}\n".encode())
+    return h.hexdigest()[:32]
+
+
+class FeatureCache:
+    """Folder of ``<key>.pt`` files, each ``{"features": [N, D] float32, "labels": [N], "parts": {...}}``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.pt"
+
+    def load(self, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            return blob["features"], blob["labels"]
+        except Exception:  # a damaged entry is recomputed, never trusted
+            return None
+
+    def store(self, key: str, features: torch.Tensor, labels: torch.Tensor, parts: dict[str, Any]) -> None:
+        with atomic_open(self.path(key), "wb") as fh:
+            torch.save({"features": features.cpu(), "labels": labels.cpu(), "parts": parts}, fh)
+
+    def get_or_compute(
+        self,
+        parts: dict[str, Any],
+        items: Sequence[tuple[str, int]],
+        compute: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Cached ``(features, labels)`` for this key, computing and storing them on a miss; ``hit`` flag last."""
+        key = feature_key(parts, items)
+        cached = self.load(key)
+        if cached is not None:
+            return cached[0], cached[1], True
+        feats, labels = compute()
+        self.store(key, feats, labels, parts)
+        return feats, labels, False
