@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint demo bench bench-mini pretrain-mini data-mini \
-        table-fewshot table-base2new table-dg table-xd clean
+        table-fewshot table-base2new table-dg table-xd experiments-mini clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -60,6 +60,14 @@ table-dg: install ## domain generalisation sweep + table
 
 table-xd: install ## cross-dataset sweep + table
 	$(PY) -m prograd_pl.sweep xd --model $(MODEL) --data-root $(DATA) --output-root $(OUT) --launcher $(LAUNCHER)
+
+experiments-mini: install ## rerun the four tables on the mini world and refresh experiments/<setting>/mini.{md,png}
+	for s in fewshot base2new dg xd; do \
+	  $(PY) -m prograd_pl.sweep $$s --model mini --data-root $(DATA) --output-root $(OUT)/experiments-mini/$$s || exit 1; \
+	  cp $(OUT)/experiments-mini/$$s/tables/$$s.md experiments/$$s/mini.md; \
+	  if [ $$s = fewshot ]; then cp $(OUT)/experiments-mini/$$s/tables/fewshot_curves.png experiments/$$s/mini.png; \
+	  else cp $(OUT)/experiments-mini/$$s/tables/$$s.png experiments/$$s/mini.png; fi; \
+	done
 
 clean: ## remove outputs (not data, not .venv)
 	rm -rf $(OUT) multirun .pytest_cache

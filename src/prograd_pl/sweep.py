@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     from prograd_pl.results.report import print_base2new_summary
 
     tables = Path(args.output_root) / "tables"
-    rc = report_main([str(args.output_root), "--setting", args.setting, "--out", str(tables)])
+    report_args = [str(args.output_root), "--setting", args.setting, "--out", str(tables)]
+    reference = Path("experiments") / args.setting / "reference.csv"
+    if reference.is_file() and args.model != "mini":  # the mini world has no published numbers
+        report_args += ["--reference", str(reference)]
+    rc = report_main(report_args)
     if args.summary:
         print()
         print_base2new_summary(args.output_root, args.summary)

@@ -251,6 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         if setting == "fewshot":
             fewshot = tables
+        elif not args.no_plot:
+            from prograd_pl.results.plots import plot_table_bars
+
+            png = plot_table_bars(tables, out / f"{setting}.png")
+            if png is not None:
+                written.append(png)
         out.mkdir(parents=True, exist_ok=True)
         for fmt in args.formats:
             path = out / f"{setting}.{fmt}"
