@@ -1,0 +1,109 @@
+"""Fast paths of issue 13 equal the plain computations they replace (fp32, <= 1e-5)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prograd_pl.methods.gradients import context_gradients, head_losses
+from prograd_pl.methods.losses import distillation_loss
+from prograd_pl.models.backbone import text_tower
+from prograd_pl.models.prompt_learner import PromptLearner
+
+NAMES = ["cat", "golden_retriever", "st. bernard", "Sea or Lake", "a very long class name with words", "x", "dog"]
+TEMPLATE = "a photo of a {}."
+
+
+def _setup(backbone, seed=0):
+    torch.manual_seed(seed)
+    pl = PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
+    with torch.no_grad():
+        pl.ctx.add_(torch.randn_like(pl.ctx) * 0.3)
+    dim = backbone.model.text_projection.shape[1]
+    img = F.normalize(torch.randn(12, dim), dim=-1)
+    teacher = F.normalize(torch.randn(len(NAMES), dim), dim=-1)
+    labels = torch.randint(0, len(NAMES), (12,))
+    return pl, img, teacher, labels
+
+
+def _plain_gradients(pl, img, teacher, labels, method, lam=0.7, encoding="plain"):
+    """One ``autograd.grad`` per loss on the full graph (what the module did before)."""
+    scale = 30.0
+    text = F.normalize(pl(encoding), dim=-1)
+    logits = scale * img @ text.t()
+    ce = F.cross_entropy(logits, labels)
+    if method == "coop":
+        return list(torch.autograd.grad(ce, pl.ctx))
+    kl = distillation_loss(logits, scale * img @ teacher.t(), 2.0)
+    if method == "kd":
+        return list(torch.autograd.grad(ce + lam * kl, pl.ctx))
+    g_general = torch.autograd.grad(kl, pl.ctx, retain_graph=True)[0]
+    return [g_general, torch.autograd.grad(ce, pl.ctx)[0]]
+
+
+@pytest.mark.parametrize("method", ["prograd", "kd", "coop"])
+@pytest.mark.parametrize("backward", ["batched", "sequential"])
+def test_context_gradients_equal_one_grad_call_per_loss(tiny_backbone, method, backward):
+    pl, img, teacher, labels = _setup(tiny_backbone)
+    lam = 0.7
+    for encoding in ("plain", "auto"):
+        ref = _plain_gradients(pl, img, teacher, labels, method, lam, encoding="plain")
+        head = head_losses(
+            F.normalize(pl(encoding), dim=-1), img, labels, 30.0, None if method == "coop" else teacher, 2.0
+        )
+        if method == "coop":
+            losses = [head.ce]
+        else:
+            losses = [head.ce + lam * head.kl] if method == "kd" else [head.kl, head.ce]
+        ours = context_gradients(head, losses, pl.ctx, backward=backward)
+        assert len(ours) == len(ref)
+        for a, b in zip(ours, ref):
+            assert b.abs().max() > 1e-4  # a real gradient
+            assert (a - b).abs().max() <= 1e-5, (method, backward, encoding)
+        if method == "prograd":  # the two gradients differ, so a swapped pair would fail
+            assert (ref[0] - ref[1]).abs().max() > 1e-3
+
+
+def test_loss_scale_is_undone(tiny_backbone):
+    pl, img, teacher, labels = _setup(tiny_backbone, seed=1)
+    head = head_losses(F.normalize(pl("auto"), dim=-1), img, labels, 30.0, teacher)
+    plain = context_gradients(head, [head.kl, head.ce], pl.ctx)
+    head = head_losses(F.normalize(pl("auto"), dim=-1), img, labels, 30.0, teacher)
+    scaled = context_gradients(head, [head.kl, head.ce], pl.ctx, scale=2.0**10)
+    for a, b in zip(plain, scaled):
+        assert (a - b).abs().max() <= 1e-6 * max(1.0, float(a.abs().max()))
+
+
+def test_unknown_backward_is_refused(tiny_backbone):
+    pl, img, teacher, labels = _setup(tiny_backbone)
+    head = head_losses(F.normalize(pl("auto"), dim=-1), img, labels, 30.0)
+    with pytest.raises(ValueError, match="backward='fast'"):
+        context_gradients(head, [head.ce], pl.ctx, backward="fast")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shared_prefix_groups_prompts_of_different_lengths(tiny_backbone, dtype):
+    # names of 1..7 tokens: several length groups, the longest not first, an EOT in the last block per group
+    names = ["x", "a very long class name with words", "cat", "sea or lake", "golden retriever", "ox", "st. bernard"]
+    model = copy.deepcopy(tiny_backbone.model).to(dtype)
+    backbone = dataclasses.replace(tiny_backbone, model=model, text=text_tower(model))
+    torch.manual_seed(0)
+    pl = PromptLearner(backbone, names, n_ctx=4, init="random").to(dtype)
+    with torch.no_grad():  # a non-degenerate context, as in test_encoding
+        pl.ctx.add_(torch.randn_like(pl.ctx) * 0.3)
+    assert len(set(pl.eot.tolist())) >= 4
+    w = torch.randn(len(names), 32, dtype=dtype) * 0.1
+    out = {}
+    for mode in ("plain", "shared_prefix"):
+        pl.ctx.grad = None
+        feats = pl(mode)
+        (feats * w).sum().backward()
+        out[mode] = (feats.detach(), pl.ctx.grad.clone())
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert out["plain"][1].abs().max() > 0.1
+    assert (out["plain"][0] - out["shared_prefix"][0]).abs().max() <= tol
+    assert (out["plain"][1] - out["shared_prefix"][1]).abs().max() <= tol
