@@ -8,10 +8,17 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
 
 from prograd_pl.methods.gradients import context_gradients, head_losses
 from prograd_pl.methods.losses import distillation_loss
-from prograd_pl.models.backbone import text_tower
+from prograd_pl.models.backbone import (
+    FrozenImagePass,
+    configure_image_pass,
+    fold_batchnorm,
+    load_backbone,
+    text_tower,
+)
 from prograd_pl.models.prompt_learner import PromptLearner
 
 NAMES = ["cat", "golden_retriever", "st. bernard", "Sea or Lake", "a very long class name with words", "x", "dog"]
@@ -107,3 +114,87 @@ def test_shared_prefix_groups_prompts_of_different_lengths(tiny_backbone, dtype)
     assert out["plain"][1].abs().max() > 0.1
     assert (out["plain"][0] - out["shared_prefix"][0]).abs().max() <= tol
     assert (out["plain"][1] - out["shared_prefix"][1]).abs().max() <= tol
+
+
+# ---- the frozen image pass -------------------------------------------------------------------------------------
+def _resnet_with_real_bn_statistics(backbone, seed=0):
+    """A copy of the tiny RN model whose BatchNorms are not the identity (random init has mean 0, var 1)."""
+    model = copy.deepcopy(backbone.model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.visual.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 2 + 0.2)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return model
+
+
+def _plain_image_pass(model, images):
+    configure_image_pass(model, fast=False)
+    try:
+        with torch.no_grad():
+            return model.encode_image(images)
+    finally:
+        configure_image_pass(model, fast=True)
+
+
+def test_folded_channels_last_image_pass_equals_open_clips(tiny_backbone):
+    model = _resnet_with_real_bn_statistics(tiny_backbone)
+    assert isinstance(model.visual, FrozenImagePass) and model.visual.image_pass.fast
+    keys = list(model.state_dict())
+    images = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    plain = _plain_image_pass(model, images)
+    with torch.no_grad():
+        fast = model.encode_image(images)
+    assert not fast.is_inference() and fast.dtype == torch.float32
+    assert plain.abs().max() > 0.1
+    assert (fast - plain).abs().max() <= 1e-5
+    folded = fold_batchnorm(model.visual)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert type(folded).forward is ModifiedResNet.forward
+    # open_clip's module tree and state_dict are untouched (BatchNorm kept, no extra keys)
+    assert list(model.state_dict()) == keys
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.visual.modules())
+    # grad-enabled input, and the features can enter an autograd graph
+    x = images.clone().requires_grad_(True)
+    model.encode_image(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().max() > 0
+    w = torch.randn(fast.shape[1], requires_grad=True)
+    (fast @ w).sum().backward()
+
+
+def test_image_pass_follows_weight_changes(tiny_backbone):
+    model = _resnet_with_real_bn_statistics(tiny_backbone, seed=2)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = model.encode_image(images)
+        bn = next(m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        bn.running_mean.add_(1.0)  # an in-place change, as load_state_dict makes
+        after = model.encode_image(images)
+    assert (after - before).abs().max() > 1e-3
+    assert (after - _plain_image_pass(model, images)).abs().max() <= 1e-5
+
+
+def test_image_bf16_option_is_close_not_exact(tiny_backbone):
+    model = _resnet_with_real_bn_statistics(tiny_backbone, seed=4)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    plain = _plain_image_pass(model, images)
+    configure_image_pass(model, fast=True, bf16=True)
+    with torch.no_grad():
+        out = model.encode_image(images)
+    assert out.dtype == torch.float32
+    assert F.cosine_similarity(out, plain, dim=-1).min() > 0.99
+    configure_image_pass(model)
+
+
+@pytest.mark.slow
+def test_vit_image_pass_equals_open_clips():
+    model = load_backbone("ViT-B-16", None).model  # random weights, the real architecture
+    assert isinstance(model.visual, FrozenImagePass)
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(6))
+    plain = _plain_image_pass(model, images)
+    with torch.no_grad():
+        fast = model.encode_image(images)
+    assert (fast - plain).abs().max() <= 1e-5
