@@ -198,3 +198,22 @@ def test_vit_image_pass_equals_open_clips():
     with torch.no_grad():
         fast = model.encode_image(images)
     assert (fast - plain).abs().max() <= 1e-5
+
+
+# ---- the GPU check script's CPU fallback ------------------------------------------------------------------------
+def test_gpu_check_script_runs_its_cpu_fallback():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(root / "src"), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu_check.sh"), "--cpu", "--reps", "1"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if "|| speedup" in ln]
+    assert len(lines) == 2, proc.stdout  # fp32 and bf16
+    assert all(k in proc.stdout for k in ("fp32", "bf16", "prograd/coop", "memory ratio", "gpu check finished"))
