@@ -90,14 +90,18 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8, help="timed batches per setting (default 8)")
     parser.add_argument("--images", type=int, default=320, help="JPEG files to write (default 320)")
     parser.add_argument("--size", type=int, nargs=2, default=[500, 375], metavar=("W", "H"))
-    parser.add_argument("--model-ips", type=float, help="the model's images/s (default: measure our CPU step)")
+    parser.add_argument(
+        "--model-ips", type=float, help="the model's images/s (default: measure our CPU step)"
+    )
     args = parser.parse_args()
 
     import torch
 
     cores = os.cpu_count() or 1
-    print(f"training-loader throughput: {args.images} JPEGs {args.size[0]}x{args.size[1]}, RandomResizedCrop 224 "
-          f"bicubic + flip + normalise, batch {BATCH}; {cores} logical cores; load {os.getloadavg()[0]:.2f}")
+    print(
+        f"training-loader throughput: {args.images} JPEGs {args.size[0]}x{args.size[1]}, RandomResizedCrop 224 "
+        f"bicubic + flip + normalise, batch {BATCH}; {cores} logical cores; load {os.getloadavg()[0]:.2f}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_images(Path(tmp), args.images, tuple(args.size))
@@ -113,8 +117,10 @@ def main() -> None:
     source = "given" if args.model_ips else "our ProGrad step, RN50 100 classes fp32, this CPU"
     best = max(rows, key=lambda r: r[1])
     print(f"model: {need:.1f} images/s ({source})")
-    print(f"one loading process: {per_process:.1f} images/s -> workers needed to keep up: "
-          f"{math.ceil(need / per_process)} (one process per core at most)")
+    print(
+        f"one loading process: {per_process:.1f} images/s -> workers needed to keep up: "
+        f"{math.ceil(need / per_process)} (one process per core at most)"
+    )
     print(f"best here: {best[0]} at {best[1]:.1f} images/s = {best[1] / need:.2f}x the model's need")
     for ips in (500, 1000, 2000):
         print(f"  a GPU step at {ips} images/s needs about {math.ceil(ips / per_process)} such processes")

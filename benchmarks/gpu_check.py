@@ -66,7 +66,10 @@ def main() -> None:
         device = "cpu"
         torch.set_num_threads(1)  # the tiny model gains nothing from threads; a loaded machine loses a lot
         models, class_counts, batch = ("prograd-tiny",), (10,), 4
-        print("GPU check: no GPU, CPU fallback with the tiny model (the figures only show that it runs)", flush=True)
+        print(
+            "GPU check: no GPU, CPU fallback with the tiny model (the figures only show that it runs)",
+            flush=True,
+        )
     gib = 2**30
     wall = time.perf_counter()
     summary = []

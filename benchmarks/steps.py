@@ -128,7 +128,12 @@ class Case:
 
 
 def build_case(
-    model: str, n_classes: int, batch: int, device: str = "cpu", fast_image: bool = True, image_bf16: bool = False
+    model: str,
+    n_classes: int,
+    batch: int,
+    device: str = "cpu",
+    fast_image: bool = True,
+    image_bf16: bool = False,
 ) -> Case:
     """Random-weight ``model``, a template-init prompt learner for ``n_classes`` real names, a random batch."""
     from prograd_pl.models.backbone import load_backbone
@@ -161,7 +166,9 @@ def plain_step(case: Case, precision: str = "fp32") -> tuple[Callable[[], tuple[
     scale = backbone.logit_scale
     with torch.no_grad():  # teacher class features once at build time (untimed; truncation is exact)
         ids = backbone.tokenizer([TEMPLATE.format(classname_text(c)) for c in learner.classnames]).to(dev)
-        teacher_text = F.normalize(PromptTextEncoder(text_tower(teacher)).encode_tokens(ids, truncate=True), dim=-1)
+        teacher_text = F.normalize(
+            PromptTextEncoder(text_tower(teacher)).encode_tokens(ids, truncate=True), dim=-1
+        )
     ctx = learner.ctx
     opt = torch.optim.SGD([ctx], lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     parts: dict[str, list[float]] = {}
@@ -203,13 +210,21 @@ def plain_step(case: Case, precision: str = "fp32") -> tuple[Callable[[], tuple[
     return step, parts
 
 
-def our_step(case: Case, method: str = "prograd", precision: str = "fp32") -> Callable[[], tuple[torch.Tensor, float]]:
+def our_step(
+    case: Case, method: str = "prograd", precision: str = "fp32"
+) -> Callable[[], tuple[torch.Tensor, float]]:
     """``PromptTuningModule.compute_update`` + SGD for ``method`` (prograd or coop)."""
     from prograd_pl.methods.module import PromptTuningModule
 
     mixed = torch.bfloat16 if precision == "bf16" else None
     module = PromptTuningModule(
-        case.backbone, case.learner, method=method, template=TEMPLATE, lam=LAM, encoding="auto", mixed_dtype=mixed
+        case.backbone,
+        case.learner,
+        method=method,
+        template=TEMPLATE,
+        lam=LAM,
+        encoding="auto",
+        mixed_dtype=mixed,
     ).to(case.device)
     module.train()
     if method != "coop":

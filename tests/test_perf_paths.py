@@ -21,7 +21,15 @@ from prograd_pl.models.backbone import (
 )
 from prograd_pl.models.prompt_learner import PromptLearner
 
-NAMES = ["cat", "golden_retriever", "st. bernard", "Sea or Lake", "a very long class name with words", "x", "dog"]
+NAMES = [
+    "cat",
+    "golden_retriever",
+    "st. bernard",
+    "Sea or Lake",
+    "a very long class name with words",
+    "x",
+    "dog",
+]
 TEMPLATE = "a photo of a {}."
 
 
@@ -95,7 +103,15 @@ def test_unknown_backward_is_refused(tiny_backbone):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_shared_prefix_groups_prompts_of_different_lengths(tiny_backbone, dtype):
     # names of 1..7 tokens: several length groups, the longest not first, an EOT in the last block per group
-    names = ["x", "a very long class name with words", "cat", "sea or lake", "golden retriever", "ox", "st. bernard"]
+    names = [
+        "x",
+        "a very long class name with words",
+        "cat",
+        "sea or lake",
+        "golden retriever",
+        "ox",
+        "st. bernard",
+    ]
     model = copy.deepcopy(tiny_backbone.model).to(dtype)
     backbone = dataclasses.replace(tiny_backbone, model=model, text=text_tower(model))
     torch.manual_seed(0)
@@ -208,7 +224,12 @@ def test_gpu_check_script_runs_its_cpu_fallback():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(root / "src"), "CUDA_VISIBLE_DEVICES": ""}
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PYTHONPATH": str(root / "src"),
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     proc = subprocess.run(
         ["bash", str(root / "benchmarks" / "gpu_check.sh"), "--cpu", "--reps", "1"],
         capture_output=True, text=True, env=env, timeout=300,
@@ -216,4 +237,6 @@ def test_gpu_check_script_runs_its_cpu_fallback():
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [ln for ln in proc.stdout.splitlines() if "|| speedup" in ln]
     assert len(lines) == 2, proc.stdout  # fp32 and bf16
-    assert all(k in proc.stdout for k in ("fp32", "bf16", "prograd/coop", "memory ratio", "gpu check finished"))
+    assert all(
+        k in proc.stdout for k in ("fp32", "bf16", "prograd/coop", "memory ratio", "gpu check finished")
+    )

@@ -84,5 +84,7 @@ def context_gradients(
         grads = list(stacked.unbind(0))
     else:
         last = len(cotangents) - 1
-        grads = [torch.autograd.grad(head.text, ctx, c, retain_graph=i < last)[0] for i, c in enumerate(cotangents)]
+        grads = [
+            torch.autograd.grad(head.text, ctx, c, retain_graph=i < last)[0] for i, c in enumerate(cotangents)
+        ]
     return [g / scale for g in grads] if scale != 1.0 else grads
