@@ -12,7 +12,7 @@ LAUNCHER ?= basic
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint demo bench bench-mini pretrain-mini data-mini \
+.PHONY: help install test test-all lint demo bench bench-data gpu-check bench-mini pretrain-mini data-mini \
         table-fewshot table-base2new table-dg table-xd experiments-mini clean
 
 help: ## list the targets
@@ -39,6 +39,12 @@ demo: install ## zero-shot vs CoOp vs ProGrad on a mini task, 3 seeds, prints a 
 
 bench: install ## time and memory of one ProGrad step: plain reference vs ours (RN50, 100 classes)
 	$(PY) benchmarks/bench_step.py
+
+bench-data: install ## training-loader throughput (decode + augment) at 0/2/4/8 workers vs the model's images/s
+	$(PY) benchmarks/bench_data.py
+
+gpu-check: install ## the step benchmark on one GPU (fp32/bf16, RN50/ViT-B/16, 100/1000 classes); CPU fallback
+	PYTHON=$(PY) bash benchmarks/gpu_check.sh
 
 bench-mini: install ## base-to-new on every mini task: zero-shot, CoOp, KD, ProGrad, 3 seeds
 	$(PY) -m prograd_pl.sweep base2new --model mini --data-root $(DATA) --output-root $(OUT)/bench-mini
