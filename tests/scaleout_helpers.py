@@ -95,5 +95,5 @@ def wandb_run_contents(run_file: Path) -> dict:
             out["history"].append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
         elif kind == "summary":
             for item in rec.summary.update:
-                out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+                out["summary"][item.key or ".".join(item.nested_key)] = json.loads(item.value_json)
     return out

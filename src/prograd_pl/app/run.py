@@ -182,10 +182,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     records = []
     for (name, sub), sp in [((dataset, own_sub), train_splits), *targets.items()]:
         module.set_eval_classes(sp.classnames, template=dataset_template(name, cfg.dataset.template_source))
+        module.metric_prefix = components.metric_prefix(cfg.setting, dataset, name, sub)
         metrics = evaluate(module, trainer, cfg, sp, backbone)
         log.info("%s on %s (%s): acc %.2f%% over %d images", method, name, sub, metrics["acc"], metrics["n_test"])
         records.append({**base_record, "eval_dataset": name, "subsample": sub, "n_classes": len(sp.classnames),
                         "metrics": metrics})  # fmt: skip
+    components.finish_loggers(loggers, records, cfg.setting)
     if trainer.is_global_zero:
         for rec in records[1:]:
             write_results(out / "evals" / f"{rec['eval_dataset']}-{rec['subsample']}" / "results.json", rec)

@@ -293,8 +293,9 @@ class PromptTuningModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         acc = self.test_acc.compute()
-        self.log("test/acc", acc * 100.0)
-        self.log("test/macro_f1", self.test_macro_f1.compute() * 100.0)
+        prefix = getattr(self, "metric_prefix", "test")  # one name per evaluated target: test/base, test/new, ...
+        self.log(f"{prefix}/acc", acc * 100.0)
+        self.log(f"{prefix}/macro_f1", self.test_macro_f1.compute() * 100.0)
         self.test_results = {
             "acc": float(acc) * 100.0,
             "macro_f1": float(self.test_macro_f1.compute()) * 100.0,
