@@ -97,3 +97,24 @@ def wandb_run_contents(run_file: Path) -> dict:
             for item in rec.summary.update:
                 out["summary"][item.key or ".".join(item.nested_key)] = json.loads(item.value_json)
     return out
+
+
+class RecordJob(Callback):
+    """Appends ``{"job", "pid", "gpu"}`` to ``path`` at the start of training: the Hydra job number the device
+    assignment sees, the process, and the GPU it would give this job on a simulated node of ``n_gpus`` GPUs."""
+
+    def __init__(self, path: str, n_gpus: int = 2) -> None:
+        self.path, self.n_gpus = Path(path), int(n_gpus)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        import json
+
+        from omegaconf import OmegaConf
+
+        from prograd_pl.app import devices
+
+        job = devices._job_num()
+        gpu_cfg = OmegaConf.create({"trainer": {"accelerator": "gpu", "devices": 1}})
+        gpu = devices.job_devices(gpu_cfg, n_visible=self.n_gpus, job_num=job)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"job": job, "pid": os.getpid(), "gpu": gpu}) + "\n")

@@ -93,11 +93,18 @@ def test_job_devices_only_for_one_gpu_multirun_jobs(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_joblib_sweep_runs_two_jobs(tmp_path):
+def test_joblib_sweep_runs_two_jobs(tmp_path, monkeypatch):
     build_tree("dtd", tmp_path / "data", n_classes=4, per_class=(4, 2, 3))
+    jobs = tmp_path / "jobs.jsonl"
+    probe = ["+callbacks.job._target_=scaleout_helpers.RecordJob", f"+callbacks.job.path={jobs}"]
+    monkeypatch.setenv(devices.LOCK_DIR_ENV, str(tmp_path / "locks"))  # inherited by the sweep's processes
     proc = _cli(["dataset=dtd", "shots=2", "-m", "seed=1,2", *small_overrides(tmp_path), "threads=1",
-                 "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2"], tmp_path)  # fmt: skip
+                 "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", *probe], tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = [json.loads(line) for line in jobs.read_text().splitlines()]
+    # two worker processes, jobs 0 and 1, each given its own GPU of a simulated 2-GPU node
+    assert sorted(r["job"] for r in seen) == [0, 1] and len({r["pid"] for r in seen}) == 2
+    assert sorted(r["gpu"][0] for r in seen) == [0, 1]
     recs = [json.loads(p.read_text()) for p in (tmp_path / "out").rglob("results.json")]
     assert sorted(r["seed"] for r in recs) == [1, 2]
     assert all(r["metrics"]["n_test"] == 12 and r["train"]["world_size"] == 1 for r in recs)

@@ -90,7 +90,8 @@ def claim_device(job_num: int, n_devices: int, jobs_per_device: int = 1, lock_di
 
 
 def _job_num() -> int | None:
-    """The Hydra job number inside a multirun job, else None."""
+    """The Hydra job number inside a job of a local parallel (joblib) sweep, else None: jobs of the basic launcher
+    run one after the other, and submitit/SLURM jobs see only the GPUs allocated to them."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -98,7 +99,9 @@ def _job_num() -> int | None:
         hc = HydraConfig.get()
     except (ImportError, ValueError):
         return None
-    return int(hc.job.num) if hc.mode == RunMode.MULTIRUN else None
+    if hc.mode != RunMode.MULTIRUN or "joblib" not in str(hc.launcher.get("_target_", "")).lower():
+        return None
+    return int(hc.job.num)
 
 
 def job_devices(cfg: DictConfig, n_visible: int | None = None, job_num: int | None = None) -> Any:
