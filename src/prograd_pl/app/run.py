@@ -187,7 +187,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s on %s (%s): acc %.2f%% over %d images", method, name, sub, metrics["acc"], metrics["n_test"])
         records.append({**base_record, "eval_dataset": name, "subsample": sub, "n_classes": len(sp.classnames),
                         "metrics": metrics})  # fmt: skip
-    components.finish_loggers(loggers, records, cfg.setting)
     if trainer.is_global_zero:
         for rec in records[1:]:
             write_results(out / "evals" / f"{rec['eval_dataset']}-{rec['subsample']}" / "results.json", rec)
@@ -196,6 +195,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             for r in records[1:]]})  # fmt: skip
         if not (cfg.get("checkpoint") or {}).get("keep_last", False):
             resume.remove_last(out)
+    components.finish_loggers(loggers, records, cfg.setting)  # per-target metric names, then close (W&B finish)
     return records[0]
 
 
