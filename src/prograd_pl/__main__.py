@@ -16,13 +16,21 @@ def _hydra_main() -> None:
 
     @hydra.main(version_base="1.3", config_path="pkg://prograd_pl.conf", config_name="config")
     def main(cfg: DictConfig) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
         from prograd_pl.app.run import run
+        from prograd_pl.app.sweep_failures import record_failure
 
         quiet_open_clip()
         try:
             result = run(cfg)
         except USER_ERRORS as err:  # one clear sentence, no traceback
             print(f"prograd_pl: error: {err}", file=sys.stderr)
+            hc = HydraConfig.get()
+            if hc.mode == RunMode.MULTIRUN and cfg.get("continue_on_error", True) is True:
+                record_failure(hc.runtime.output_dir, str(err), list(hc.overrides.task))
+                return  # the other jobs run; the sweep exits 1 at its end (ReportFailedJobs)
             sys.exit(1)
         print(f"{result['method']} {result['eval_dataset']} ({result['subsample']}): "
               f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}")

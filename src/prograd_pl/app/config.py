@@ -181,9 +181,89 @@ def check(cfg: DictConfig) -> None:
         _check_number(cfg, "method.optim.weight_decay", 0.0)
     if m.get("prompt") is not None:
         _check_int(cfg, "method.prompt.n_ctx", 1)
+        _check_choice(cfg, "method.prompt.init", ("template", "phrase", "random"))
+        _check_choice(cfg, "method.prompt.position", ("end", "middle", "front"))
+        if not isinstance(m.prompt.csc, bool):
+            raise ConfigError(f"method.prompt.csc must be true or false, got {m.prompt.csc!r}.")
+    if "encoding" in m:
+        _check_choice(cfg, "method.encoding", ("auto", "plain", "truncated", "shared_prefix"))
+    if "warmup_epochs" in m:
+        _check_int(cfg, "method.warmup_epochs", 0)
+        _check_number(cfg, "method.warmup_lr", 0.0, strict_low=True)
+    if not all(isinstance(cfg.get(k, True), bool) for k in ("redo", "feature_cache", "continue_on_error")):
+        raise ConfigError(f"redo, feature_cache and continue_on_error must be true or false, got redo={cfg.redo!r}, "
+                          f"feature_cache={cfg.feature_cache!r}.")  # fmt: skip
+    if m.get("prompt") is not None:
+        _check_context_fits(cfg)
     for key in ("data_root", "output_root", "cache_root"):
         value = cfg.get(key)
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key} must be a folder path, got {key}={value!r}.")
         if Path(value).exists() and not Path(value).is_dir():
             raise ConfigError(f"{key}={value} is a file; expected a folder.")
+    if not _writable(Path(cfg.output_root)):
+        raise ConfigError(f"output_root={cfg.output_root} is not writable; expected a folder this user can write.")
+    _check_accelerator(cfg)
+    _check_weights_file(cfg)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` can be written (or created under its nearest existing parent)."""
+    folder = folder.expanduser().absolute()
+    while not folder.exists():
+        if folder.parent == folder:
+            return False
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _check_accelerator(cfg: DictConfig) -> None:
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} but no GPU is visible (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use trainer=cpu or run on a GPU node."
+            )
+    elif accelerator not in ("cpu", "auto", "mps", "tpu"):
+        raise ConfigError(f"trainer.accelerator='{accelerator}' is not one of cpu, gpu, auto.")
+
+
+_WEIGHT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save (zip) and legacy pickle
+
+
+def _check_weights_file(cfg: DictConfig) -> None:
+    """A local ``model.pretrained`` file must look like saved weights (not, say, a text file)."""
+    value = cfg.model.get("pretrained")
+    if not isinstance(value, str) or value in ("", "none", "None") or value.startswith("mini:"):
+        return
+    path = Path(value).expanduser()
+    if not path.is_file():
+        return  # a tag (openai, laion2b_...) or a missing file: the backbone loader names it
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    safetensors = path.suffix == ".safetensors" and len(head) >= 9 and head[8:9] == b"{"
+    if not (head.startswith(_WEIGHT_MAGIC) or safetensors):
+        raise ConfigError(
+            f"model.pretrained={value} is not a weights file (expected a checkpoint saved by torch.save or a "
+            ".safetensors file)."
+        )
+
+
+def _check_context_fits(cfg: DictConfig) -> None:
+    """The learnable context plus SOT, a class name and EOT must fit the text tower's context length."""
+    import open_clip
+
+    from prograd_pl.models.backbone import register_model_configs
+
+    register_model_configs()
+    model_cfg = open_clip.get_model_config(str(cfg.model.name)) or {}
+    length = (model_cfg.get("text_cfg") or {}).get("context_length")
+    n_ctx = int(cfg.method.prompt.n_ctx)
+    if length and n_ctx + 3 > int(length):
+        raise ConfigError(
+            f"method.prompt.n_ctx={n_ctx} does not fit model {cfg.model.name}'s text context of {length} tokens "
+            f"(start + context + class name + end); expected n_ctx <= {int(length) - 3}."
+        )

@@ -29,8 +29,12 @@ def evaluate(module: Any, trainer: L.Trainer, cfg: DictConfig, splits: DatasetSp
                                              batch_size=cfg.data.test_batch_size)  # fmt: skip
     trainer.test(module, dataloaders=loader, verbose=False)
     res = dict(module.test_results)
+    # percentages of a few thousand images: 4 decimals hold every digit that means something
+    res["acc"] = round(res["acc"], 4)
+    res["macro_f1"] = round(res["macro_f1"], 4)
+    res["per_class_acc"] = [round(a, 4) for a in res.get("per_class_acc", [])]
     res["n_test"] = len(splits.test)
-    res["error"] = 100.0 - res["acc"]
+    res["error"] = round(100.0 - res["acc"], 4)
     return res
 
 

@@ -25,6 +25,7 @@ from prograd_pl.app.identity import (
     differences,
     identity,
     method_label,
+    read_identity,
     readable_overrides,
     run_dir,
 )
@@ -32,7 +33,7 @@ from prograd_pl.atomic import atomic_open
 from prograd_pl.data.base2new import subsample_classes
 from prograd_pl.data.fewshot import fewshot_split
 from prograd_pl.data.registry import get_dataset_info, load_dataset
-from prograd_pl.errors import ConfigError
+from prograd_pl.errors import ConfigError, DatasetError
 from prograd_pl.models.checkpoint import (
     CHECKPOINT_NAME,
     check_fits,
@@ -77,6 +78,31 @@ def recipe_extras(ident: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
     if ident["method"]["name"] == "zeroshot":
         base["shots"] = ident["shots"]
     return {k: v[0] for k, v in differences(ident, base).items()}
+
+
+def check_test_classes(splits) -> None:
+    """Every class must have test images: a class without any would silently count as 0 % of nothing."""
+    if not splits.test:
+        raise DatasetError(f"dataset {splits.name} has an empty test split.")
+    present = {d.label for d in splits.test}
+    missing = [name for i, name in enumerate(splits.classnames) if i not in present]
+    if missing:
+        raise DatasetError(
+            f"dataset {splits.name}: class '{missing[0]}' has no test images"
+            f"{f' (and {len(missing) - 1} more classes)' if len(missing) > 1 else ''}; expected every class in "
+            "the test split."
+        )
+
+
+def trained_context(folder: Path, ident: dict[str, Any]) -> dict[str, Any] | None:
+    """The context saved by an earlier attempt of this very run (same identity), if its training finished."""
+    ckpt = folder / CHECKPOINT_NAME
+    if not ckpt.is_file() or canonical(read_identity(folder) or {}) != canonical(ident):
+        return None
+    try:
+        return read_checkpoint(ckpt)
+    except ConfigError:
+        return None  # unreadable: train again
 
 
 def _without_hydra(cfg: DictConfig) -> DictConfig:
@@ -124,6 +150,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     targets = {}
     for name, sub in eval_targets(cfg):
         targets[(name, sub)] = subsample_classes(fewshot, sub) if sub != "all" else load_dataset(name, data_root)
+    for sp in (train_splits, *targets.values()):
+        check_test_classes(sp)
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -136,6 +164,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if blob is not None:
         check_fits(blob, cfg.ckpt, backbone.name, backbone.text.width)
         learner = learner_from_checkpoint(blob, backbone, train_splits.classnames, template)
+    trained_before = trained_context(out, ident) if epochs > 0 and blob is None and not cfg.redo else None
+    if trained_before is not None:  # training finished in an earlier attempt whose evaluation failed
+        log.info("training of %s finished before; evaluating its saved context", out)
+        learner = learner_from_checkpoint(trained_before, backbone, train_splits.classnames, template)
     module = components.build_method(cfg, backbone, train_splits.classnames, seed, prompt=learner)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -148,8 +180,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer = components.build_trainer(cfg, loggers, components.build_callbacks(cfg))
 
     start = time.time()
-    resumed_epoch = 0
-    if epochs > 0 and blob is None:
+    resumed_epoch = epochs if trained_before is not None else 0
+    if epochs > 0 and blob is None and trained_before is None:
         dm = components.build_datamodule(cfg, train_splits.train, train_splits.test, backbone)
         log.info("training %s on %s (%d shots, seed %d): %d images, %d classes, %d epochs", method, dataset, shots,
                  seed, len(train_splits.train), len(train_splits.classnames), epochs)  # fmt: skip

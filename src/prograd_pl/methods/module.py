@@ -12,7 +12,8 @@ import torch.nn.functional as F
 import torchmetrics
 
 from prograd_pl.errors import MethodError
-from prograd_pl.methods.losses import check_finite, distillation_loss
+from prograd_pl.methods.gradients import context_gradients, head_losses
+from prograd_pl.methods.losses import check_finite
 from prograd_pl.methods.projection import conflict_cosine, project_conflicting
 from prograd_pl.models.backbone import Backbone
 from prograd_pl.models.prompt_learner import PromptLearner
@@ -20,8 +21,6 @@ from prograd_pl.models.zeroshot import zeroshot_text_features
 
 METHODS = ("zeroshot", "coop", "prograd", "kd")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed")
-
-
 
 
 def recipe_lr(epoch: int, max_epochs: int, base_lr: float, warmup_epochs: int = 1, warmup_lr: float = 1e-5) -> float:
@@ -202,33 +201,32 @@ class PromptTuningModule(L.LightningModule):
     def compute_update(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """The gradient the optimiser applies to ``ctx`` for this batch, and what to log.
 
-        One image-encoder pass serves student and teacher.  Gradients come from ``autograd.grad`` of each loss
-        (``retain_graph`` for the first), are unscaled, averaged over DDP ranks and only then projected.
+        One image-encoder pass serves student and teacher.  The losses' gradients at the text features are
+        pushed through the text tower together (:func:`context_gradients`), unscaled, averaged over DDP ranks
+        and only then projected.
         """
         ctx = self.prompt_learner.ctx
         img = self.image_features(images)
-        text = self.text_features()
-        logits = self.logit_scale * img @ text.t()
-        ce = F.cross_entropy(logits, labels)
+        teacher = None if self.method == "coop" else self._teacher()
+        head = head_losses(self.text_features(), img, labels, self.logit_scale, teacher, self.temperature)
+        logits, ce, kl = head.logits, head.ce, head.kl
         check_finite("cross-entropy", ce, self.global_step)
         logs: dict[str, Any] = {"loss_ce": ce.detach()}
         scale = self.loss_scale
         if self.method == "coop":
-            (grad,) = torch.autograd.grad(ce * scale, ctx)
-            grad = self._reduce(grad / scale)
+            (grad,) = context_gradients(head, [ce], ctx, scale)
+            grad = self._reduce(grad)
         else:
-            teacher_logits = self.logit_scale * img @ self._teacher().t()
-            kl = distillation_loss(logits, teacher_logits, self.temperature)
             check_finite("distillation", kl, self.global_step)
             logs["loss_kl"] = kl.detach()
             if self.method == "kd":
-                (grad,) = torch.autograd.grad((ce + self.lam * kl) * scale, ctx)
-                grad = self._reduce(grad / scale)
+                (grad,) = context_gradients(head, [ce + self.lam * kl], ctx, scale)
+                grad = self._reduce(grad)
             else:
-                (g_general,) = torch.autograd.grad(kl * scale, ctx, retain_graph=True)
-                (g_task,) = torch.autograd.grad(ce * scale, ctx)
-                g_general = self._reduce(g_general / scale)
-                g_task = self._reduce(g_task / scale)
+                # both cotangents at the text features, pushed through the text tower in one go
+                g_general, g_task = context_gradients(head, [kl, ce], ctx, scale)
+                g_general = self._reduce(g_general)
+                g_task = self._reduce(g_task)
                 cos = conflict_cosine(g_task, g_general)
                 logs["grad_cos"] = cos
                 logs["conflict"] = float(cos < 0)
@@ -302,7 +300,6 @@ class PromptTuningModule(L.LightningModule):
             "per_class_acc": [float(a) * 100.0 for a in self.test_per_class.compute()[: self.n_classes]],
         }
         self._eval_text = None
-
 
     # ---- Lightning checkpoints (last.ckpt) -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

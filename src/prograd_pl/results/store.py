@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import re
 import warnings
@@ -100,6 +101,8 @@ def validate_results(data: Any, where: str = "results") -> dict:
     acc = data["metrics"]["acc"]
     if isinstance(acc, bool) or not isinstance(acc, (int, float)):
         raise ResultsError(f"{where}: metrics.acc must be a number, got {acc!r}")
+    if not math.isfinite(acc):
+        raise ResultsError(f"{where}: metrics.acc must be a finite number, got {acc!r}")
     for key in ("shots", "seed"):
         if isinstance(data[key], bool) or not isinstance(data[key], int):
             raise ResultsError(f"{where}: {key} must be an integer, got {data[key]!r}")

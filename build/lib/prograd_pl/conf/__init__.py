@@ -1,1 +1,0 @@
-"""prograd_pl's Hydra configs, installed as the package ``prograd_pl.conf`` (found through ``pkg://``)."""
