@@ -62,6 +62,15 @@ def test_crashed_run_resumes_to_the_uninterrupted_context(tmp_path):
     assert resumed["metrics"]["acc"] == plain["metrics"]["acc"]
     assert not last.exists()
 
+    # Lightning's SLURM requeue checkpoint (hpc_ckpt_<n>.ckpt in the run folder) is resumed the same way, then removed
+    with pytest.raises(Crash):
+        run(compose(_overrides(tmp_path, "hpc", *stop)))
+    (last_hpc,) = (tmp_path / "hpc").rglob(LAST_NAME)
+    last_hpc.rename(last_hpc.with_name("hpc_ckpt_1.ckpt"))
+    requeued = run(compose(_overrides(tmp_path, "hpc")))
+    assert requeued["train"]["resumed_epoch"] == 2 and torch.equal(_ctx(requeued["run_dir"]), _ctx(plain["run_dir"]))
+    assert not list(Path(requeued["run_dir"]).glob("*.ckpt"))
+
     # redo=true starts over (the stale last.ckpt is ignored and replaced)
     with pytest.raises(Crash):
         run(compose(_overrides(tmp_path, "again", *stop)))
