@@ -215,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated subset of md,csv,tex (default all)",
     )
     p.add_argument("--no-plot", action="store_true", help="skip fewshot_curves.png")
+    p.add_argument("--reference", type=Path, action="append", default=[],
+                   help="reference.csv of published numbers (experiments/<setting>/reference.csv) to print ours "
+                   "beside, with the difference; repeatable")  # fmt: skip
+    p.add_argument("--wandb", action="store_true",
+                   help="also upload the tables (W&B Tables) and plots to each sweep's W&B group "
+                   "(<setting>-<backbone>); WANDB_MODE=offline writes them under --out for `wandb sync`")  # fmt: skip
+    p.add_argument("--wandb-project", default="prograd_pl", help="W&B project (default prograd_pl)")
+    p.add_argument("--wandb-entity", default=None, help="W&B entity (default: your default entity)")
+    p.add_argument("--wandb-group", default=None, help="upload everything to this group instead")
     return p
 
 
@@ -240,14 +249,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = list(SETTINGS) if args.setting == "all" else [args.setting]
     written: list[Path] = []
     fewshot: list[Table] = []
+    built: dict[str, list[Table]] = {}
     for setting in settings:
         tables = build_tables(records, setting, args.seeds, args.shots)
         if not tables:
             if args.setting != "all":
                 print(f"note: no {setting} results under {root}", file=sys.stderr)
             continue
+        built[setting] = tables
         if setting == "fewshot":
             fewshot = tables
+        elif not args.no_plot:
+            from prograd_pl.results.plots import plot_table_bars
+
+            png = plot_table_bars(tables, out / f"{setting}.png")
+            if png is not None:
+                written.append(png)
         out.mkdir(parents=True, exist_ok=True)
         for fmt in args.formats:
             path = out / f"{setting}.{fmt}"
@@ -255,6 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             written.append(path)
         print(f"## {setting}\n")
         print(render_markdown(tables, ci95=args.ci95))
+        for ref_path in args.reference:
+            from prograd_pl.results.reference import compare, read_reference
+
+            side = compare(tables, read_reference(ref_path))
+            if side:
+                print(f"\n### ours beside the reference ({ref_path})\n\n{side}\n")
+                (out / f"{setting}_vs_reference.md").write_text(side + "\n", encoding="utf-8")
 
     if fewshot and not args.no_plot:
         from prograd_pl.results.plots import plot_fewshot_curves
@@ -266,7 +290,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no results for setting {args.setting} under {root}", file=sys.stderr)
         return 1
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    if args.wandb:
+        from prograd_pl.results.wandb_upload import upload
+
+        images = {s: [p for p in written if p.suffix == ".png" and p.stem.startswith(s)] for s in built}
+        groups = upload(built, images, project=args.wandb_project, entity=args.wandb_entity, out_dir=out,
+                        group=args.wandb_group)  # fmt: skip
+        print("uploaded to W&B group(s) " + ", ".join(groups), file=sys.stderr)
     return 0
+
+
+def base2new_summary(records: Sequence[dict], dataset: str, methods: Sequence[str] = ("zeroshot", "coop", "prograd")) -> str:
+    """Markdown table of one dataset's base-to-new runs (mean ± population std over seeds, H of the means), and a
+    line that says what to read in it: the paper's claim, checked on these numbers."""
+    from prograd_pl.results.aggregate import harmonic_mean, mean_std
+
+    acc: dict[tuple[str, str], dict[int, float]] = {}
+    for rec in records:
+        if rec["setting"] == "base2new" and rec["dataset"] == dataset:
+            acc.setdefault((rec["method"], rec["subsample"]), {})[rec["seed"]] = rec["metrics"]["acc"]
+    lines = [f"Base-to-new on {dataset} (mean ± std over seeds)", "", "| method | base | new | H |", "|---|---|---|---|"]
+    means: dict[str, tuple[float, float]] = {}
+    for m in methods:
+        b, n = acc.get((m, "base"), {}), acc.get((m, "new"), {})
+        if not b or not n:
+            lines.append(f"| {m} | – | – | – |")
+            continue
+        (bm, bs), (nm, ns) = mean_std(list(b.values())), mean_std(list(n.values()))
+        means[m] = (bm, nm)
+        lines.append(f"| {m} | {bm:.2f} ± {bs:.2f} | {nm:.2f} ± {ns:.2f} | {harmonic_mean(bm, nm):.2f} |")
+    if all(m in means for m in ("zeroshot", "coop", "prograd")):
+        (zb, zn), (cb, cn), (pb, pn) = means["zeroshot"], means["coop"], means["prograd"]
+        lines += ["", (
+            f"Read: prompt tuning {'gains' if cb > zb else 'does not gain'} on the trained (base) classes "
+            f"(CoOp {cb - zb:+.1f} vs zero-shot); CoOp {'forgets' if cn < zn else 'does not forget'} the unseen new "
+            f"classes ({cn - zn:+.1f}); ProGrad {'keeps more of them' if pn > cn else 'does not keep more of them'} "
+            f"({pn - cn:+.1f} vs CoOp on new, {pb - zb:+.1f} vs zero-shot on base)."
+        )]  # fmt: skip
+    return "\n".join(lines)
+
+
+def print_base2new_summary(output_root: str | Path, dataset: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResultsWarning)
+        records = [data for _, data in iter_results(output_root)]
+    print(base2new_summary(records, dataset))
 
 
 if __name__ == "__main__":
