@@ -35,7 +35,7 @@ lint: install ## ruff lint
 	$(VENV)/bin/ruff check src tests benchmarks
 
 demo: install ## zero-shot vs CoOp vs ProGrad on a mini task, 3 seeds, prints a table
-	$(PY) -m prograd_pl.sweep base2new --experiment mini_demo --summary mini_shapes --data-root $(DATA) --output-root $(OUT)/demo
+	$(PY) -m prograd_pl.sweep base2new --experiment mini_demo --summary mini_textures --data-root $(DATA) --output-root $(OUT)/demo
 
 bench: install ## time and memory of one ProGrad step: plain reference vs ours (RN50, 100 classes)
 	$(PY) benchmarks/bench_step.py
@@ -48,8 +48,9 @@ gpu-check: install ## the step benchmark on one GPU (fp32/bf16, RN50/ViT-B/16, 1
 
 bench-mini: install ## base-to-new on every mini task: zero-shot, CoOp, KD, ProGrad, 3 seeds
 	$(PY) -m prograd_pl.sweep base2new --model mini --data-root $(DATA) --output-root $(OUT)/bench-mini
+	$(PY) -m prograd_pl.mini.headroom --shots 16 --seeds 1,2,3 --out $(OUT)/bench-mini/headroom
 
-pretrain-mini: install ## rebuild the mini CLIP weights (deterministic, ~10-20 min on 2 cores)
+pretrain-mini: install ## rebuild the mini CLIP weights (deterministic, ~13 min on 2 idle cores)
 	$(PY) -m prograd_pl.mini.pretrain --out src/prograd_pl/assets/prograd_mini.pt
 
 data-mini: install ## generate the mini datasets under DATA

@@ -1301,4 +1301,4 @@ TASKS: dict[str, MiniTask] = {
         ),
     ]
 }
-DEFAULT_TASK = "mini_shapes"
+DEFAULT_TASK = "mini_textures"
