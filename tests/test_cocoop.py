@@ -186,3 +186,29 @@ def test_learned_state_round_trip(tiny_backbone):
         assert torch.equal(a(img), b(img))
     with pytest.raises(PromptError, match="checkpoint holds"):
         PromptLearner(tiny_backbone, NAMES, n_ctx=4).load_learned_state(state)
+
+
+def test_checkpoint_round_trip_for_other_classes(tiny_backbone, tmp_path):
+    from prograd_pl.models.learners import build_learner, checkpoint_payload, learner_from_checkpoint
+
+    prompt = {"n_ctx": 4, "init": "phrase", "phrase": "a photo of a", "hidden_ratio": 16}
+    pl = build_learner("cocoop", tiny_backbone, NAMES, "a photo of a {}.", prompt, torch.Generator().manual_seed(3))
+    assert isinstance(pl, ConditionalPromptLearner)
+    with torch.no_grad():
+        for p in pl.learned_parameters():
+            p.add_(0.1)
+    torch.save(checkpoint_payload(pl, {"backbone": tiny_backbone.name}), tmp_path / "ckpt.pt")
+    blob = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    assert set(blob["learned"]) == {n for n, _ in pl.named_parameters()}
+    back = learner_from_checkpoint(blob, tiny_backbone, OTHER, "a type of flower, a photo of a {}.")
+    assert isinstance(back, ConditionalPromptLearner) and back.classnames == OTHER
+    pl.set_classnames(OTHER)
+    img = image_feats(3)
+    with torch.no_grad():
+        assert torch.equal(back(img), pl(img))
+    # a CoOp checkpoint of the old format (ctx only) still loads
+    coop = build_learner("coop", tiny_backbone, NAMES, "a photo of a {}.", {"n_ctx": 8})
+    assert type(coop) is PromptLearner and coop.ctx.shape == (8, 32)
+    old = {"ctx": coop.ctx.detach() + 1.0, "meta": coop.meta()}
+    assert torch.equal(learner_from_checkpoint(old, tiny_backbone, OTHER, "a photo of a {}.").ctx, old["ctx"])
+    assert build_learner("linear_probe", tiny_backbone, NAMES, "a photo of a {}.", {}) is None
