@@ -121,16 +121,17 @@ def run_variant(variant: str, args: argparse.Namespace, out: Path) -> None:
         base = _rss_mb()
     first = [g.cpu() for g in step()]  # warm-up and equivalence check
     sync()
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         sync()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _peak_mb() - base
     torch.save({"start": start, "grads": first}, out.with_suffix(".pt"))
     out.write_text(json.dumps({"times": times, "median": statistics.median(times), "peak_delta_mb": peak,
-                               "threads": torch.get_num_threads()}))  # fmt: skip
+                               "cpu_median": statistics.median(cpu_times), "threads": torch.get_num_threads()}))  # fmt: skip
 
 
 def main() -> None:
@@ -170,12 +171,16 @@ def main() -> None:
             res[v] = json.loads(out.read_text())
             tensors[v] = torch.load(out.with_suffix(".pt"))
             print(f"  {v}: {res[v]['median']:.3f} s/step (median of {' '.join(f'{t:.2f}' for t in res[v]['times'])}), "
-                  f"step memory {res[v]['peak_delta_mb']:.0f} MB", flush=True)  # fmt: skip
+                  f"process CPU {res[v]['cpu_median']:.2f} s/step, step memory {res[v]['peak_delta_mb']:.0f} MB",
+                  flush=True)  # fmt: skip
     p, o = tensors["plain"], tensors["ours"]
     same_start = all(bool((a == b).all()) for a, b in zip(p["start"], o["start"]))
     rel = max(float((a - b).abs().max() / a.abs().max().clamp_min(1e-30)) for a, b in zip(p["grads"], o["grads"]))
     print(f"same start: {same_start}; first-step gradients (ctx, meta-net), max |diff| / max |grad|: {rel:.2e}")
     print(f"torch threads: {res['ours']['threads']}; wall time {time.perf_counter() - wall:.1f} s")
+    if args.device == "cpu":
+        print("load average at end (1/5/15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+        print(f"speedup in process CPU time per step: {res['plain']['cpu_median'] / res['ours']['cpu_median']:.2f}x")
     print(f"cocoop speedup: {res['plain']['median'] / res['ours']['median']:.2f}x")
     print(f"cocoop memory ratio: {res['plain']['peak_delta_mb'] / max(res['ours']['peak_delta_mb'], 1e-3):.2f}x")
 
