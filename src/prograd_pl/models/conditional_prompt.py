@@ -126,7 +126,8 @@ class ConditionalPromptLearner(PromptLearner):
         for start in range(0, image_features.shape[0], step):
             img = image_features[start : start + step]
             text = F.normalize(self(img, encoding).float(), dim=-1)
-            out.append(logit_scale * torch.einsum("bd,bcd->bc", img.float(), text))
+            with torch.autocast(device_type=text.device.type, enabled=False):  # fp32 logits under mixed precision
+                out.append(logit_scale * torch.einsum("bd,bcd->bc", img.float(), text))
         return torch.cat(out)
 
     def meta(self) -> dict:
