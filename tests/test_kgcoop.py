@@ -17,7 +17,7 @@ from prograd_pl.models.prompt_learner import PromptLearner
 
 NAMES = ["airplane", "bear", "car", "dog", "elephant", "flower", "guitar"]
 TEMPLATE = "a photo of a {}."
-LR, MOM, WD, KG = 0.1, 0.9, 5e-4, 8.0
+LR, MOM, WD = 0.1, 0.9, 5e-4
 
 
 def test_knowledge_guided_loss_by_hand():
@@ -32,7 +32,7 @@ def test_knowledge_guided_loss_by_hand():
     assert float(knowledge_guided_loss(fixed, fixed * 5.0)) == pytest.approx(0.0, abs=1e-6)
 
 
-def hand_step(backbone, ctx0, images, labels, rule):
+def hand_step(backbone, ctx0, images, labels, rule, kg_weight):
     """KgCoOp the plain way (77-token prompts via CLIP's own modules), optionally with ProGrad's projection."""
     model = backbone.model
     ctx = ctx0.clone().requires_grad_(True)
@@ -47,7 +47,7 @@ def hand_step(backbone, ctx0, images, labels, rule):
     img = F.normalize(model.encode_image(images), dim=-1)
     scale = model.logit_scale.exp()
     logits = scale * img @ text.t()
-    task = F.cross_entropy(logits, labels) + KG * (1.0 - (text * zs).sum(-1).mean())
+    task = F.cross_entropy(logits, labels) + kg_weight * (1.0 - (text * zs).sum(-1).mean())
     (g_d,) = torch.autograd.grad(task, ctx, retain_graph=True)
     grad, conflict = g_d, False
     if rule == "prograd":
@@ -60,22 +60,23 @@ def hand_step(backbone, ctx0, images, labels, rule):
     return (ctx0 - LR * (grad + WD * ctx0)).detach(), conflict, (ctx0 - LR * (g_d + WD * ctx0)).detach()
 
 
-@pytest.mark.parametrize("rule", ["none", "prograd"])
-def test_kgcoop_step_equals_hand_written_step(tiny_backbone, rule):
+# with the default weight 8 the regulariser dominates and rarely conflicts with the KL gradient; weight 1 does
+@pytest.mark.parametrize("rule,kg_weight", [("none", 8.0), ("prograd", 1.0)])
+def test_kgcoop_step_equals_hand_written_step(tiny_backbone, rule, kg_weight):
     g = torch.Generator().manual_seed(31)
     images = torch.randn(8, 3, tiny_backbone.image_size, tiny_backbone.image_size, generator=g)
     ctx0 = PromptLearner(tiny_backbone, NAMES, init="phrase", phrase="a photo of a").ctx.detach().clone()
     ctx0 += torch.randn(ctx0.shape, generator=g) * 0.05  # off the template, so the regulariser pulls
     for seed in range(40):
         labels = torch.randint(0, len(NAMES), (8,), generator=torch.Generator().manual_seed(seed))
-        ref, conflict, unprojected = hand_step(tiny_backbone, ctx0, images, labels, rule)
+        ref, conflict, unprojected = hand_step(tiny_backbone, ctx0, images, labels, rule, kg_weight)
         if conflict == (rule == "prograd"):
             break
     assert conflict == (rule == "prograd")
     pl = PromptLearner(tiny_backbone, NAMES, init="phrase", phrase="a photo of a")
     pl.ctx.data.copy_(ctx0)
     module = MethodModule(
-        tiny_backbone, pl, method="kgcoop", rule=rule, kg_weight=KG, lam=1.0, template=TEMPLATE, lr=LR,
+        tiny_backbone, pl, method="kgcoop", rule=rule, kg_weight=kg_weight, lam=1.0, template=TEMPLATE, lr=LR,
         momentum=MOM, weight_decay=WD, max_epochs=1, warmup_epochs=0,
     )  # fmt: skip
     trainer = L.Trainer(
