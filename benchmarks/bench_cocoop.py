@@ -14,7 +14,8 @@ Linear-ReLU-Linear with hidden = image-feature dim / 16), fp32, SGD lr 0.002 mom
 Each variant runs in a fresh subprocess.  Memory: on CUDA the peak of ``torch.cuda.max_memory_allocated`` during
 the steps minus the allocation before them; on the CPU the peak RSS during the steps minus the RSS before them.
 One warm-up step (also the check that both compute the same gradients), then ``--reps`` timed steps (median).
-Usage: ``python benchmarks/bench_cocoop.py [--reps N] [--model M] [--classes C] [--batch B] [--device D]``.
+Usage: ``python benchmarks/bench_cocoop.py [--reps N] [--model M] [--classes C] [--batch B] [--device D]
+[--threads T]`` (on a CPU shared with other work, ``--threads 1`` avoids idle threads spinning).
 The last two lines are ``cocoop speedup: <r>x`` and ``cocoop memory ratio: <r>x``.
 """
 
@@ -75,6 +76,8 @@ def run_variant(variant: str, args: argparse.Namespace, out: Path) -> None:
     from prograd_pl.models.backbone import load_backbone
     from prograd_pl.models.conditional_prompt import ConditionalPromptLearner
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     names = CLASSNAMES[: args.classes]
@@ -141,6 +144,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100, help="number of classes (at most 100)")
     parser.add_argument("--batch", type=int, default=4, help="images per step")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -167,6 +171,8 @@ def main() -> None:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--variant", v, "--reps", str(args.reps),
                    "--model", args.model, "--classes", str(args.classes), "--batch", str(args.batch),
                    "--device", args.device, "--out", str(out)]  # fmt: skip
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
             subprocess.run(cmd, check=True)
             res[v] = json.loads(out.read_text())
             tensors[v] = torch.load(out.with_suffix(".pt"))
