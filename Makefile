@@ -12,8 +12,8 @@ LAUNCHER ?= basic
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint demo bench bench-mini pretrain-mini data-mini \
-        table-fewshot table-base2new table-dg table-xd clean
+.PHONY: help install test test-all lint demo bench bench-data gpu-check bench-mini pretrain-mini data-mini \
+        table-fewshot table-base2new table-dg table-xd experiments-mini clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -35,13 +35,19 @@ lint: install ## ruff lint
 	$(VENV)/bin/ruff check src tests benchmarks
 
 demo: install ## zero-shot vs CoOp vs ProGrad on a mini task, 3 seeds, prints a table
-	$(PY) -m prograd_pl.mini.demo --data-root $(DATA) --output-root $(OUT)/demo
+	$(PY) -m prograd_pl.sweep base2new --experiment mini_demo --summary mini_shapes --data-root $(DATA) --output-root $(OUT)/demo
 
 bench: install ## time and memory of one ProGrad step: plain reference vs ours (RN50, 100 classes)
 	$(PY) benchmarks/bench_step.py
 
+bench-data: install ## training-loader throughput (decode + augment) at 0/2/4/8 workers vs the model's images/s
+	$(PY) benchmarks/bench_data.py
+
+gpu-check: install ## the step benchmark on one GPU (fp32/bf16, RN50/ViT-B/16, 100/1000 classes); CPU fallback
+	PYTHON=$(PY) bash benchmarks/gpu_check.sh
+
 bench-mini: install ## base-to-new on every mini task: zero-shot, CoOp, KD, ProGrad, 3 seeds
-	$(PY) -m prograd_pl.mini.bench --data-root $(DATA) --output-root $(OUT)/bench-mini
+	$(PY) -m prograd_pl.sweep base2new --model mini --data-root $(DATA) --output-root $(OUT)/bench-mini
 
 pretrain-mini: install ## rebuild the mini CLIP weights (deterministic, ~10-20 min on 2 cores)
 	$(PY) -m prograd_pl.mini.pretrain --out src/prograd_pl/assets/prograd_mini.pt
@@ -60,6 +66,14 @@ table-dg: install ## domain generalisation sweep + table
 
 table-xd: install ## cross-dataset sweep + table
 	$(PY) -m prograd_pl.sweep xd --model $(MODEL) --data-root $(DATA) --output-root $(OUT) --launcher $(LAUNCHER)
+
+experiments-mini: install ## rerun the four tables on the mini world and refresh experiments/<setting>/mini.{md,png}
+	for s in fewshot base2new dg xd; do \
+	  $(PY) -m prograd_pl.sweep $$s --model mini --data-root $(DATA) --output-root $(OUT)/experiments-mini/$$s || exit 1; \
+	  cp $(OUT)/experiments-mini/$$s/tables/$$s.md experiments/$$s/mini.md; \
+	  if [ $$s = fewshot ]; then cp $(OUT)/experiments-mini/$$s/tables/fewshot_curves.png experiments/$$s/mini.png; \
+	  else cp $(OUT)/experiments-mini/$$s/tables/$$s.png experiments/$$s/mini.png; fi; \
+	done
 
 clean: ## remove outputs (not data, not .venv)
 	rm -rf $(OUT) multirun .pytest_cache

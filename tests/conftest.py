@@ -13,7 +13,6 @@ os.environ.setdefault("WANDB_MODE", "offline")
 sys.path.insert(0, str(Path(__file__).parent))
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +32,9 @@ def tiny_backbone():
 
 def compose(overrides: list[str]):
     """The project's real config composed with ``overrides`` (as the command line would)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from prograd_pl.app.config import compose as compose_config
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
+    return compose_config(overrides)
 
 
 def small_overrides(tmp_path: Path, *extra: str) -> list[str]:
@@ -48,8 +45,8 @@ def small_overrides(tmp_path: Path, *extra: str) -> list[str]:
         f"output_root={tmp_path / 'out'}",
         f"cache_root={tmp_path / 'cache'}",
         "trainer.max_epochs=1",
-        "trainer.num_workers=0",
-        "trainer.progress_bar=none",
+        "data.num_workers=0",
+        "progress_bar=none",
         "logger=none",
         *extra,
     ]

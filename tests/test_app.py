@@ -13,8 +13,9 @@ import torch
 from conftest import compose, small_overrides
 from data_trees import build_tree
 
+from prograd_pl.app.run import run
 from prograd_pl.errors import USER_ERRORS
-from prograd_pl.run import CHECKPOINT_NAME, run
+from prograd_pl.models.checkpoint import CHECKPOINT_NAME
 
 
 def results_under(root: Path) -> list[Path]:
@@ -137,7 +138,7 @@ def test_zeroshot_and_feature_cache_is_exact_and_keyed(tmp_path):
 )
 def test_bad_input_one_sentence_and_nothing_written(tmp_path, overrides, message):
     build_tree("dtd", tmp_path / "data", n_classes=4)
-    cfg = compose(small_overrides(tmp_path, "dataset=dtd", "shots=2", "method.optim.warmup_epochs=0",
+    cfg = compose(small_overrides(tmp_path, "dataset=dtd", "shots=2", "method.warmup_epochs=0",
                                   "trainer.max_epochs=3", *overrides))  # fmt: skip
     with pytest.raises(USER_ERRORS, match=message) as info:
         run(cfg)

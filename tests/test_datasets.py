@@ -172,11 +172,13 @@ def test_registry() -> None:
     with pytest.raises(DatasetError) as err:
         get_dataset_info("cifar10")
     assert "cifar10" in str(err.value) and "oxford_pets" in str(err.value)
-    for name in NAMES:
-        assert (REPO / "conf" / "dataset" / f"{name}.yaml").read_text().strip() == f"name: {name}"
+    from conftest import compose
+
+    for name in NAMES:  # every dataset has its config, which names it
+        assert compose([f"dataset={name}"]).dataset.name == name
 
 
-def test_mini_datasets_are_looked_up_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mini_datasets_follow_the_real_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
     def reader(dataset_dir: Path) -> DatasetSplits:  # a mini reader generates its folder itself
@@ -186,9 +188,7 @@ def test_mini_datasets_are_looked_up_lazily(tmp_path: Path, monkeypatch: pytest.
     info = registry.DatasetInfo(
         "mini_x", "mini/x", "a photo of a {}.", "a photo of a {}.", 2, None, False, reader
     )
-    fake = types.ModuleType("prograd_pl.data.datasets.mini")
-    fake.MINI_DATASETS = {"mini_x": info}  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "prograd_pl.data.datasets.mini", fake)
+    monkeypatch.setitem(registry.MINI_DATASETS, "mini_x", info)
     assert get_dataset_info("mini_x") is info and "mini_x" in dataset_names(include_mini=True)
     assert "mini_x" not in dataset_names()
     assert load_dataset("mini_x", tmp_path).name == "mini_x" and calls == [tmp_path / "mini" / "x"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import compose
 
 from prograd_pl.mini import generate as gen
 from prograd_pl.mini.weights import WEIGHTS_ENV, MiniWeightsError, check_mini_weights, mini_weights_path
@@ -88,7 +89,7 @@ def test_registry_and_configs_know_the_mini_datasets():
     for name, info in MINI_DATASETS.items():
         assert get_dataset_info(name) is info
         assert info.n_classes >= 8 and "{}" in info.template and "{}" in info.coop_template
-        assert (REPO / "conf" / "dataset" / f"{name}.yaml").read_text().strip() == f"name: {name}"
+        assert compose([f"dataset={name}"]).dataset.name == name
     sketch = MINI_DATASETS["mini_shapes_sketch"]
     assert sketch.test_only and sketch.sizes[:2] == (0, 0)
     assert TASKS["mini_shapes_sketch"].classnames == TASKS["mini_shapes"].classnames

@@ -49,43 +49,14 @@ def make_record(
 
 
 def put(root: Path, rec: dict, sub: str | None = None) -> Path:
-    """Write ``rec`` into its run folder (or an ``evals/<sub>`` sub-result) under ``root``."""
-    run = store.run_folder(
-        root,
-        setting=rec["setting"],
-        dataset=rec["dataset"],
-        method=rec["method"],
-        backbone=rec["backbone"],
-        pretrained=rec["pretrained"],
-        shots=rec["shots"],
-        seed=rec["seed"],
-    )
+    """Write ``rec`` into a folder of its own (or an ``evals/<sub>`` sub-result) under ``root``."""
+    run = root.joinpath(rec["setting"], rec["dataset"], rec["method"], rec["backbone"].replace("/", "-"),
+                        str(rec["pretrained"]), f"shots{rec['shots']}", f"seed{rec['seed']}")  # fmt: skip
     target = run / "evals" / sub if sub else run
     return store.write_results(target, rec)
 
 
 # ----------------------------------------------------------------------------------------------- store
-def test_run_folder_is_deterministic_and_readable(tmp_path):
-    kw = {"setting": "fewshot", "dataset": "dtd", "method": "prograd", "backbone": "ViT-B/16"}
-    kw |= {"pretrained": "openai", "shots": 4, "seed": 1}
-    a = store.run_folder(tmp_path, **kw)
-    assert a == store.run_folder(tmp_path, **kw)
-    assert a == tmp_path / "fewshot" / "dtd" / "prograd" / "ViT-B-16-openai" / "shots4" / "seed1"
-    b = store.run_folder(tmp_path, **kw, extras={"lam": 0.8, "n_ctx": 8})
-    assert b == store.run_folder(tmp_path, **kw, extras={"n_ctx": 8, "lam": 0.8})  # order-independent
-    assert b.parent.name == "lam=0.8,n_ctx=8" and b.name == "seed1"
-    assert store.run_folder(tmp_path, **kw, extras={}) == a
-    # A local checkpoint path becomes a short, stable, path-safe tag.
-    long = "/very/long/path/to/some/checkpoints/my_finetuned_clip_epoch_32.pt"
-    c = store.run_folder(tmp_path, **{**kw, "pretrained": long})
-    assert c == store.run_folder(tmp_path, **{**kw, "pretrained": long})
-    tag = c.relative_to(tmp_path).parts[3]
-    assert "/" not in tag and len(tag) < 50 and tag.startswith("ViT-B-16-my_finetuned_clip")
-    other = store.run_folder(tmp_path, **{**kw, "pretrained": long.replace("32", "33")})
-    assert other != c
-    assert ".." not in store.run_folder(tmp_path, **{**kw, "dataset": ".."}).relative_to(tmp_path).parts
-
-
 def test_write_and_read_roundtrip(tmp_path):
     rec = make_record(acc=61.5)
     path = store.write_results(tmp_path / "run", rec)
@@ -386,7 +357,7 @@ def test_interpret_main_with_fake_backbone(tmp_path, monkeypatch, capsys):
     assert interpret.main([str(tmp_path), "--topk", "2"]) == 0
     out = capsys.readouterr().out
     assert "ctx  1: 'dog'" in out and "ctx  2: 'of'" in out and "</w>" not in out
-    assert interpret.main([str(tmp_path / "missing")]) == 2
+    assert interpret.main([str(tmp_path / "missing")]) == 1  # bad input: exit status 1, one sentence
 
 
 def test_no_warning_for_clean_tree(tmp_path):

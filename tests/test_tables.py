@@ -19,7 +19,7 @@ def test_sweep_then_report_on_the_mini_world(tmp_path, setting):
     grid = ["shots=1,2", "seed=1,2"] if setting == "fewshot" else ["seed=1,2"]
     cmd = [sys.executable, "-m", "prograd_pl.sweep", setting, "--model", "mini", "--data-root", str(tmp_path / "data"),
            "--output-root", str(out), "model=tiny", "dataset=mini_shapes", *grid, "trainer.max_epochs=1",
-           "trainer.threads=1", "trainer.progress_bar=none", "logger=none"]  # fmt: skip
+           "threads=1", "progress_bar=none", "logger=none"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,33 +1,36 @@
-"""``python -m prograd_pl [overrides]`` (Hydra app) and the ``report | interpret | data`` sub-commands."""
+"""``python -m prograd_pl [overrides]`` (the Hydra app) and the ``report | interpret | data | diff`` sub-commands."""
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
-CONF_DIR = os.environ.get("PROGRAD_CONF", str(Path(__file__).resolve().parents[2] / "conf"))
-SUBCOMMANDS = ("report", "interpret", "data")
+SUBCOMMANDS = ("report", "interpret", "data", "diff")
 
 
 def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig
 
+    import prograd_pl.app.config  # noqa: F401  (registers the recipe resolvers before Hydra composes)
     from prograd_pl.errors import USER_ERRORS
 
-    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+    @hydra.main(version_base="1.3", config_path="pkg://prograd_pl.conf", config_name="config")
     def main(cfg: DictConfig) -> None:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
-        from prograd_pl.run import run
+        from prograd_pl.app.run import run
+        from prograd_pl.app.sweep_failures import record_failure
 
         quiet_open_clip()
-        overrides = list(HydraConfig.get().overrides.task)
         try:
-            result = run(cfg, overrides)
+            result = run(cfg)
         except USER_ERRORS as err:  # one clear sentence, no traceback
             print(f"prograd_pl: error: {err}", file=sys.stderr)
+            hc = HydraConfig.get()
+            if hc.mode == RunMode.MULTIRUN and cfg.get("continue_on_error", True) is True:
+                record_failure(hc.runtime.output_dir, str(err), list(hc.overrides.task))
+                return  # the other jobs run; the sweep exits 1 at its end (ReportFailedJobs)
             sys.exit(1)
         print(f"{result['method']} {result['eval_dataset']} ({result['subsample']}): "
               f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}")
@@ -36,7 +39,8 @@ def _hydra_main() -> None:
 
 
 def quiet_open_clip() -> None:
-    """open_clip logs its factory steps at INFO on the root logger; keep only its warnings."""
+    """open_clip logs its factory steps at INFO on the root logger (keep only its warnings); Lightning advertises
+    cloud services at every Trainer (drop those tips)."""
     import logging
 
     def keep(record: logging.LogRecord) -> bool:
@@ -44,6 +48,7 @@ def quiet_open_clip() -> None:
 
     for handler in logging.getLogger().handlers:
         handler.addFilter(keep)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
 
 
 def hoist_multirun(argv: list[str]) -> list[str]:
@@ -69,13 +74,13 @@ def cli(argv: list[str] | None = None) -> int:
             from prograd_pl.results.interpret import main as interpret_main
 
             return interpret_main(rest)
+        if cmd == "diff":
+            from prograd_pl.app.identity import diff_main
+
+            return diff_main(rest)
         from prograd_pl.data.check import main as data_main
 
         return data_main(rest[1:] if rest and rest[0] == "check" else rest)
-    if not Path(CONF_DIR, "config.yaml").is_file():
-        print(f"prograd_pl: no Hydra config at {CONF_DIR}/config.yaml; set PROGRAD_CONF to the conf/ folder.",
-              file=sys.stderr)
-        return 2
     sys.argv = [sys.argv[0], *hoist_multirun(argv)]
     _hydra_main()
     return 0

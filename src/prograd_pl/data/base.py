@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from prograd_pl.errors import DatasetError  # noqa: F401  (re-exported)
 
 # Image file endings accepted when a dataset is read from class folders (ImageNet family).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -25,6 +27,21 @@ class Datum:
     classname: str  # final (renamed) class name, '_' kept (prompts replace '_' by ' ')
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the rest of the package needs to know about one dataset."""
+
+    name: str
+    folder: str  # folder under the data root
+    template: str  # ProGrad template (teacher prompt and context init), spec §1.5
+    coop_template: str  # CoOp zero-shot template
+    n_classes: int
+    sizes: tuple[int, int, int] | None  # published (train, val, test) sizes; None: not checked
+    test_only: bool  # evaluation-only target (ImageNet variants)
+    reader: Callable[[Path], DatasetSplits]  # gets the dataset folder (data_root / folder)
+    layout: tuple[str, ...] = ()  # required entries under the folder ("x/" = folder), for `data check`
+
+
 @dataclass
 class DatasetSplits:
     """The train/val/test lists of one dataset plus its class names and ProGrad template."""
@@ -35,10 +52,6 @@ class DatasetSplits:
     test: list[Datum]
     classnames: list[str]  # index == label
     template: str  # ProGrad template, e.g. "a texture of {}."
-
-
-class DatasetError(ValueError):
-    """A dataset is missing, incomplete or malformed; the message names the path or option."""
 
 
 def require_file(path: Path, what: str) -> Path:

@@ -6,12 +6,10 @@ published (train, val, test) counts from CoOp's dataset table (spec §4.1), used
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from .base import DatasetError, DatasetSplits
+from .base import DatasetError, DatasetInfo, DatasetSplits
 from .datasets import (
     caltech101,
     dtd,
@@ -29,23 +27,9 @@ from .datasets import (
     sun397,
     ucf101,
 )
+from .datasets.mini import MINI_DATASETS
 
 DOCS = "docs/DATASETS.md"
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What the rest of the package needs to know about one dataset."""
-
-    name: str
-    folder: str  # folder under the data root
-    template: str  # ProGrad template (teacher prompt and context init), spec §1.5
-    coop_template: str  # CoOp zero-shot template
-    n_classes: int
-    sizes: tuple[int, int, int] | None  # published (train, val, test) sizes; None: not checked
-    test_only: bool  # evaluation-only target (ImageNet variants)
-    reader: Callable[[Path], DatasetSplits]  # gets the dataset folder (data_root / folder)
-    layout: tuple[str, ...] = ()  # required entries under the folder ("x/" = folder), for `data check`
 
 
 def _info(module: ModuleType, n_classes: int, sizes: tuple[int, int, int], test_only: bool = False):
@@ -82,10 +66,6 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def _mini_datasets() -> dict[str, DatasetInfo]:
-    try:
-        from .datasets.mini import MINI_DATASETS
-    except (ImportError, AttributeError):
-        return {}
     return dict(MINI_DATASETS)
 
 

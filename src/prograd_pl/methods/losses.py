@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from prograd_pl.errors import NonFiniteLossError
+
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``T^2 * mean_batch(-sum_c softmax(z_t/T)_c log_softmax(z_s/T)_c)`` (spec §1.2).
@@ -16,8 +18,6 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return -(target * F.log_softmax(student_logits.float() / t, dim=-1)).sum(-1).mean() * t * t
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite."""
 
 
 def check_finite(name: str, loss: torch.Tensor, step: int) -> None:

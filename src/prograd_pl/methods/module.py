@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
 
-from prograd_pl.methods.losses import check_finite, distillation_loss
+from prograd_pl.errors import MethodError
+from prograd_pl.methods.gradients import context_gradients, head_losses
+from prograd_pl.methods.losses import check_finite
 from prograd_pl.methods.projection import conflict_cosine, project_conflicting
 from prograd_pl.models.backbone import Backbone
 from prograd_pl.models.prompt_learner import PromptLearner
@@ -19,10 +21,6 @@ from prograd_pl.models.zeroshot import zeroshot_text_features
 
 METHODS = ("zeroshot", "coop", "prograd", "kd")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed")
-
-
-class MethodError(ValueError):
-    """Invalid method options."""
 
 
 def recipe_lr(epoch: int, max_epochs: int, base_lr: float, warmup_epochs: int = 1, warmup_lr: float = 1e-5) -> float:
@@ -48,6 +46,8 @@ class PromptTuningModule(L.LightningModule):
         lr, momentum, weight_decay: SGD (weight decay and momentum act after the projection).
         max_epochs, warmup_epochs, warmup_lr: the per-epoch schedule of :func:`recipe_lr`.
         encoding: text encoding path (``auto`` = fastest exact path).
+        optimizer: builds the optimiser from the parameter list (default SGD with ``lr``/``momentum``/
+            ``weight_decay``); its learning rate is then set per epoch by the recipe's schedule with base ``lr``.
         mixed_dtype: ``torch.bfloat16``/``torch.float16`` autocast for the towers (the context stays fp32).
         classnames: the classes (taken from the prompt learner when there is one).
     """
@@ -71,6 +71,7 @@ class PromptTuningModule(L.LightningModule):
         encoding: str = "auto",
         mixed_dtype: torch.dtype | None = None,
         classnames: Sequence[str] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     ) -> None:
         super().__init__()
         if method not in self.supported_methods:
@@ -86,6 +87,7 @@ class PromptTuningModule(L.LightningModule):
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.max_epochs, self.warmup_epochs, self.warmup_lr = max_epochs, warmup_epochs, warmup_lr
         self.encoding = encoding
+        self.optimizer_factory = optimizer
         self.mixed_dtype = mixed_dtype
         self.loss_scale = 2.0**14 if mixed_dtype == torch.float16 else 1.0
         self.automatic_optimization = False
@@ -174,9 +176,11 @@ class PromptTuningModule(L.LightningModule):
     def configure_optimizers(self):
         if self.prompt_learner is None:
             return None
-        opt = torch.optim.SGD(
-            self.prompt_learner.learned_parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
-        )
+        params = self.prompt_learner.learned_parameters()
+        if self.optimizer_factory is not None:  # e.g. a partial torch.optim.SGD from the config
+            opt = self.optimizer_factory(params)
+        else:
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         self._set_lr(opt, 0)
         return opt
 
@@ -199,33 +203,32 @@ class PromptTuningModule(L.LightningModule):
     def compute_update(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """The gradient the optimiser applies to ``ctx`` for this batch, and what to log.
 
-        One image-encoder pass serves student and teacher.  Gradients come from ``autograd.grad`` of each loss
-        (``retain_graph`` for the first), are unscaled, averaged over DDP ranks and only then projected.
+        One image-encoder pass serves student and teacher.  The losses' gradients at the text features are
+        pushed through the text tower together (:func:`context_gradients`), unscaled, averaged over DDP ranks
+        and only then projected.
         """
         ctx = self.prompt_learner.ctx
         img = self.image_features(images)
-        text = self.text_features()
-        logits = self.logit_scale * img @ text.t()
-        ce = F.cross_entropy(logits, labels)
+        teacher = None if self.method == "coop" else self._teacher()
+        head = head_losses(self.text_features(), img, labels, self.logit_scale, teacher, self.temperature)
+        logits, ce, kl = head.logits, head.ce, head.kl
         check_finite("cross-entropy", ce, self.global_step)
         logs: dict[str, Any] = {"loss_ce": ce.detach()}
         scale = self.loss_scale
         if self.method == "coop":
-            (grad,) = torch.autograd.grad(ce * scale, ctx)
-            grad = self._reduce(grad / scale)
+            (grad,) = context_gradients(head, [ce], ctx, scale)
+            grad = self._reduce(grad)
         else:
-            teacher_logits = self.logit_scale * img @ self._teacher().t()
-            kl = distillation_loss(logits, teacher_logits, self.temperature)
             check_finite("distillation", kl, self.global_step)
             logs["loss_kl"] = kl.detach()
             if self.method == "kd":
-                (grad,) = torch.autograd.grad((ce + self.lam * kl) * scale, ctx)
-                grad = self._reduce(grad / scale)
+                (grad,) = context_gradients(head, [ce + self.lam * kl], ctx, scale)
+                grad = self._reduce(grad)
             else:
-                (g_general,) = torch.autograd.grad(kl * scale, ctx, retain_graph=True)
-                (g_task,) = torch.autograd.grad(ce * scale, ctx)
-                g_general = self._reduce(g_general / scale)
-                g_task = self._reduce(g_task / scale)
+                # both cotangents at the text features, pushed through the text tower in one go
+                g_general, g_task = context_gradients(head, [kl, ce], ctx, scale)
+                g_general = self._reduce(g_general)
+                g_task = self._reduce(g_task)
                 cos = conflict_cosine(g_task, g_general)
                 logs["grad_cos"] = cos
                 logs["conflict"] = float(cos < 0)

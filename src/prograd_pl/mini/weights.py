@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from prograd_pl.errors import MiniWeightsError
+
 WEIGHTS_FILE = Path(__file__).resolve().parents[1] / "assets" / "prograd_mini.pt"
 WEIGHTS_ENV = "PROGRAD_MINI_WEIGHTS"  # optional override of the file
 REBUILD = (
@@ -14,8 +16,6 @@ REBUILD = (
 _checked: dict[tuple[str, int, int], bool] = {}
 
 
-class MiniWeightsError(FileNotFoundError):
-    """The prograd-mini weights file is missing or unusable; the message names it and how to rebuild it."""
 
 
 def _fail(path: Path, problem: str) -> MiniWeightsError:
@@ -72,12 +72,27 @@ def check_mini_weights(path: str | Path) -> Path:
 
 
 def _expected_shapes() -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of the architecture, from a model built on the meta device: no memory, no weights drawn (the
+    global RNG is untouched, so loading never changes a seeded run), and open_clip's "initialized randomly"
+    warning, which would be false for the run that follows, is not shown."""
+    import logging
+
     import open_clip
+    import torch
 
     from prograd_pl.mini.pretrain import MODEL_NAME, register_mini_config
 
+    def not_random_init(record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
     register_mini_config()
-    model = open_clip.create_model(MODEL_NAME)
+    root = logging.getLogger()
+    root.addFilter(not_random_init)
+    try:
+        with torch.device("meta"):
+            model = open_clip.create_model(MODEL_NAME, device="meta")
+    finally:
+        root.removeFilter(not_random_init)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 

@@ -1,16 +1,24 @@
-"""Loading a frozen open_clip model whose text tower can take prompt embeddings."""
+"""Loading a frozen open_clip model whose text tower can take prompt embeddings, and its fast image pass."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import weakref
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import open_clip
 import torch
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import VisionTransformer
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from prograd_pl.errors import BackboneError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -18,8 +26,6 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 _registered = False
 
 
-class BackboneError(ValueError):
-    """A backbone that cannot be loaded or cannot be prompt-tuned."""
 
 
 def register_model_configs() -> None:
@@ -96,6 +102,131 @@ def text_tower(model: nn.Module, name: str = "model") -> TextTower:
     return TextTower(tower, pool, eos_id)
 
 
+# ---- the frozen image pass ----------------------------------------------------------------------------------
+@dataclass
+class ImagePassOptions:
+    """How a frozen image tower runs when no gradient is asked of it.
+
+    ``fast``: BatchNorm folded into the preceding convolutions (ModifiedResNet), channels-last memory format and
+    ``torch.inference_mode`` -- the same function up to float summation order.  ``bf16``: bfloat16 autocast
+    (not exact; features returned in fp32).  ``compile``: ``torch.compile`` the pass (first call compiles).
+    """
+
+    fast: bool = True
+    bf16: bool = False
+    compile: bool = False
+
+
+# the prepared (folded / channels-last / compiled) copy of each tower, outside the module so that state_dict,
+# deepcopy and checkpoints see only open_clip's own parameters
+_prepared: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Callable]]" = weakref.WeakKeyDictionary()
+
+
+def fold_batchnorm(visual: nn.Module) -> nn.Module:
+    """A copy of ``visual`` with each eval-mode BatchNorm2d folded into the convolution before it.
+
+    Handles open_clip's ModifiedResNet layout: ``convK``/``bnK`` pairs in the stem and the bottlenecks and the
+    ``(avgpool, conv, bn)`` downsample branches.  Parameters of other modules (attention pool) are shared.
+    """
+    shared = {id(t): t for name, t in [*visual.named_parameters(), *visual.named_buffers()] if "attnpool" in name}
+    folded = copy.deepcopy(visual, memo=dict(shared))
+    folded.__class__ = _open_clip_class(folded)  # a plain module: its forward is open_clip's
+    for module in folded.modules():
+        children = dict(module.named_children())
+        pairs = [(f"conv{k}", f"bn{k}") for k in range(1, 4)]
+        if isinstance(module, nn.Sequential):
+            names = list(children)
+            pairs += list(zip(names, names[1:]))
+        for conv_name, bn_name in pairs:
+            conv, bn = children.get(conv_name), children.get(bn_name)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                if bn.training:
+                    raise BackboneError("BatchNorm can only be folded in eval mode (running statistics).")
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+                setattr(module, bn_name, nn.Identity())
+    return folded.requires_grad_(False)
+
+
+class FrozenImagePass:
+    """Mixin for an open_clip image tower: a faster, equivalent forward when no gradient can flow.
+
+    The module tree, parameters and state_dict stay those of open_clip (checkpoints and weight loading are
+    unchanged, BatchNorm statistics are still there); in training mode or for inputs that require grad the
+    original forward runs.  The prepared copy follows the weights: it is rebuilt after any change of device,
+    dtype or values of the tower's tensors.
+    """
+
+    image_pass: ImagePassOptions
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        options = self.image_pass
+        if self.training or (torch.is_grad_enabled() and x.requires_grad) or not (
+            options.fast or options.bf16 or options.compile
+        ):
+            return super().forward(x)
+        run = self._prepared_pass()
+        if options.fast and isinstance(self, ModifiedResNet):
+            x = x.contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast(x.device.type, dtype=torch.bfloat16) if options.bf16 else nullcontext()
+        with torch.inference_mode(options.fast), autocast:
+            out = run(x)
+        # a normal tensor again: inference tensors cannot be saved for a later backward
+        return out.float() if options.bf16 else out.clone()
+
+    def _prepared_pass(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        tensors = [*self.parameters(), *self.buffers()]
+        key = (self.image_pass, tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in tensors))
+        hit = _prepared.get(self)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        base, me = _open_clip_class(self), weakref.ref(self)
+        if self.image_pass.fast and isinstance(self, ModifiedResNet):
+            run: Callable = fold_batchnorm(self).to(memory_format=torch.channels_last)
+        else:
+
+            def run(x: torch.Tensor) -> torch.Tensor:
+                return base.forward(me(), x)
+
+        if self.image_pass.compile:
+            run = torch.compile(run)
+        _prepared[self] = (key, run)
+        return run
+
+
+def _open_clip_class(module: nn.Module) -> type:
+    """The class ``module`` had before :func:`configure_image_pass` (itself if it was never configured)."""
+    mro = type(module).__mro__
+    return mro[mro.index(FrozenImagePass) + 1] if FrozenImagePass in mro else type(module)
+
+
+class FrozenModifiedResNet(FrozenImagePass, ModifiedResNet):
+    """open_clip's ModifiedResNet with the fast frozen image pass (BatchNorm folded, channels-last)."""
+
+
+class FrozenVisionTransformer(FrozenImagePass, VisionTransformer):
+    """open_clip's VisionTransformer with the fast frozen image pass (inference mode, options)."""
+
+
+_FROZEN_CLASSES = {ModifiedResNet: FrozenModifiedResNet, VisionTransformer: FrozenVisionTransformer}
+
+
+def configure_image_pass(
+    model: nn.Module, fast: bool = True, bf16: bool = False, compile: bool = False
+) -> ImagePassOptions | None:
+    """Set how ``model.visual`` runs without gradients (see :class:`ImagePassOptions`); returns the options.
+
+    Towers other than open_clip's ModifiedResNet / VisionTransformer are left as they are (returns None).
+    """
+    visual = getattr(model, "visual", None)
+    frozen = _FROZEN_CLASSES.get(_open_clip_class(visual)) if visual is not None else None
+    if frozen is None:
+        return None
+    visual.__class__ = frozen
+    visual.image_pass = ImagePassOptions(fast=fast, bf16=bf16, compile=compile)
+    _prepared.pop(visual, None)
+    return visual.image_pass
+
+
 def _resolve_pretrained(pretrained: str | None) -> str | None:
     if pretrained in (None, "", "none", "None"):
         return None
@@ -106,10 +237,20 @@ def _resolve_pretrained(pretrained: str | None) -> str | None:
     return pretrained
 
 
-def load_backbone(name: str, pretrained: str | None, device: str | torch.device = "cpu") -> Backbone:
+def load_backbone(
+    name: str,
+    pretrained: str | None,
+    device: str | torch.device = "cpu",
+    *,
+    fast_image: bool = True,
+    image_bf16: bool = False,
+    image_compile: bool = False,
+) -> Backbone:
     """Build open_clip model ``name`` with weights ``pretrained`` (tag, local file, or None), frozen in eval mode.
 
-    ``pretrained='mini:'`` means the project's own pretrained mini model file.
+    ``pretrained='mini:'`` means the project's own pretrained mini model file.  ``fast_image``, ``image_bf16``
+    and ``image_compile`` set the frozen image pass (:func:`configure_image_pass`); the default is the exact
+    fast path.
     """
     register_model_configs()
     if name not in open_clip.list_models():
@@ -132,6 +273,7 @@ def load_backbone(name: str, pretrained: str | None, device: str | torch.device 
         raise
     model.eval()
     model.requires_grad_(False)
+    configure_image_pass(model, fast=fast_image, bf16=image_bf16, compile=image_compile)
     tower = text_tower(model, name)
     tokenizer = open_clip.get_tokenizer(name)
     pcfg = getattr(model.visual, "preprocess_cfg", {}) or {}

@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from prograd_pl.errors import PromptError
 from prograd_pl.models.backbone import Backbone
 from prograd_pl.models.text_encoder import PromptTextEncoder
 
@@ -15,8 +16,6 @@ POSITIONS = ("end", "middle", "front")
 ENCODINGS = ("auto", "plain", "truncated", "shared_prefix")
 
 
-class PromptError(ValueError):
-    """Invalid prompt-learner options."""
 
 
 def template_phrase(template: str) -> str:

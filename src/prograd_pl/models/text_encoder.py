@@ -9,6 +9,8 @@ up to EOT.  Hence
 * when all prompts start with the same ``P`` embeddings (SOT + a generic context), those ``P`` rows are identical
   for every prompt at every layer, so they can be computed once (batch 1) and each prompt's remaining rows attend
   to them as extra keys/values.  The backward pass accumulates into the single shared prefix.
+* for the same reason each prompt needs only its rows up to its own EOT (prompts are grouped by that length
+  instead of padded to the longest), and in the last block only the EOT row itself.
 """
 
 from __future__ import annotations
@@ -78,7 +80,10 @@ class PromptTextEncoder(nn.Module):
         """Encode prompts ``cat(prefix, suffix[i])`` where ``prefix [P, d]`` is common to all ``n`` prompts.
 
         ``suffix`` is ``[n, S, d]`` (already truncated after the last EOT) and ``eot`` the EOT positions in the
-        full prompt (``>= P``).
+        full prompt (``>= P``).  Each prompt's suffix is cut after its own EOT and the prompts are grouped by
+        that length, so no padding row is computed; the row-wise layers (LayerNorm, projections, MLP) run on all
+        groups' rows packed together.  In the last block only the EOT rows are carried past attention, since
+        nothing else reaches the output.
         """
         tower = self.tower
         if not self.supports_shared_prefix:
@@ -88,15 +93,28 @@ class PromptTextEncoder(nn.Module):
         dtype = tower.positional_embedding.dtype
         pos = tower.positional_embedding
         hp = (prefix.to(dtype) + pos[:p_len]).unsqueeze(0)
-        hs = suffix.to(dtype) + pos[p_len : p_len + s_len]
-        # suffix row i sees the whole prefix and suffix rows <= i
-        causal = tower.attn_mask[p_len : p_len + s_len, p_len : p_len + s_len]
-        suffix_mask = torch.cat([causal.new_zeros(s_len, p_len), causal], dim=1).to(dtype)
+        groups = _length_groups(eot - p_len + 1)
+        causal = tower.attn_mask[p_len : p_len + s_len, p_len : p_len + s_len].to(dtype)
+        rows = []
+        for length, idx in groups:
+            rows.append((suffix[idx, :length].to(dtype) + pos[p_len : p_len + length]).reshape(-1, suffix.shape[2]))
+        hs = torch.cat(rows)
+        # suffix row i of a group sees the whole prefix and the group's rows <= i
+        masks = [torch.cat([causal.new_zeros(length, p_len), causal[:length, :length]], dim=1) for length, _ in groups]
         prefix_mask = tower.attn_mask[:p_len, :p_len].to(dtype)
-        for block in tower.transformer.resblocks:
-            hp, hs = _shared_prefix_block(block, hp, hs, prefix_mask, suffix_mask)
-        x = tower.ln_final(hs[torch.arange(n, device=hs.device), eot - p_len])
+        blocks = list(tower.transformer.resblocks)
+        for block in blocks[:-1]:
+            hp, hs = _shared_prefix_block(block, hp, hs, groups, prefix_mask, masks)
+        x = tower.ln_final(_last_block_eot_rows(blocks[-1], hp, hs, groups))
+        order = torch.cat([idx for _, idx in groups])
+        x = x[torch.argsort(order)]
         return _project(tower, x)
+
+
+def _length_groups(lengths: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """``(length, indices)`` of the prompts that need ``length`` suffix rows, by increasing length."""
+    values = torch.unique(lengths.cpu())
+    return [(int(v), torch.nonzero(lengths == v).flatten()) for v in values]
 
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -104,29 +122,78 @@ def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.view(b, length, n_heads, d // n_heads).transpose(1, 2)
 
 
+def _split_groups(x: torch.Tensor, groups: list[tuple[int, torch.Tensor]]) -> list[torch.Tensor]:
+    """Packed rows ``[R, d]`` -> one ``[n_g, length_g, d]`` tensor per group."""
+    sizes = [length * len(idx) for length, idx in groups]
+    return [part.view(len(idx), length, -1) for part, (length, idx) in zip(x.split(sizes), groups)]
+
+
+def _prefix_qkv(block: nn.Module, hp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    attn: nn.MultiheadAttention = block.attn
+    qp, kp, vp = F.linear(block.ln_1(hp), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    return _heads(qp, attn.num_heads), _heads(kp, attn.num_heads), _heads(vp, attn.num_heads)
+
+
+def _finish(block: nn.Module, h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+    """Output projection, residuals and MLP of a block, given the attention output ``o`` (heads merged)."""
+    h = h + block.ls_1(block.attn.out_proj(o))
+    return h + block.ls_2(block.mlp(block.ln_2(h)))
+
+
+def _rows(bias: torch.Tensor | None, start: int, stop: int | None) -> torch.Tensor | None:
+    return None if bias is None else bias[start:stop]
+
+
+def _merge_heads(o: torch.Tensor) -> torch.Tensor:
+    b, heads, length, hd = o.shape
+    return o.transpose(1, 2).reshape(b * length, heads * hd)
+
+
 def _shared_prefix_block(
     block: nn.Module,
     hp: torch.Tensor,
     hs: torch.Tensor,
+    groups: list[tuple[int, torch.Tensor]],
     prefix_mask: torch.Tensor,
-    suffix_mask: torch.Tensor,
+    masks: list[torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One residual attention block, prefix computed once (batch 1), suffixes attending to it."""
+    """One residual attention block: prefix computed once (batch 1), packed suffix rows attending to it."""
     attn: nn.MultiheadAttention = block.attn
     heads = attn.num_heads
-    n = hs.shape[0]
-    qp, kp, vp = F.linear(block.ln_1(hp), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    qs, ks, vs = F.linear(block.ln_1(hs), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    qp, kp, vp = _heads(qp, heads), _heads(kp, heads), _heads(vp, heads)
-    qs, ks, vs = _heads(qs, heads), _heads(ks, heads), _heads(vs, heads)
+    qp, kp, vp = _prefix_qkv(block, hp)
     op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=prefix_mask)
-    keys = torch.cat([kp.expand(n, -1, -1, -1), ks], dim=2)
-    values = torch.cat([vp.expand(n, -1, -1, -1), vs], dim=2)
-    os_ = F.scaled_dot_product_attention(qs, keys, values, attn_mask=suffix_mask)
+    q_all, k_all, v_all = F.linear(block.ln_1(hs), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    outs = []
+    for q, k, v, (_, idx), mask in zip(
+        _split_groups(q_all, groups), _split_groups(k_all, groups), _split_groups(v_all, groups), groups, masks
+    ):
+        m = len(idx)
+        keys = torch.cat([kp.expand(m, -1, -1, -1), _heads(k, heads)], dim=2)
+        values = torch.cat([vp.expand(m, -1, -1, -1), _heads(v, heads)], dim=2)
+        outs.append(_merge_heads(F.scaled_dot_product_attention(_heads(q, heads), keys, values, attn_mask=mask)))
+    hp = _finish(block, hp, _merge_heads(op).view_as(hp))
+    return hp, _finish(block, hs, torch.cat(outs))
 
-    def finish(h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-        o = o.transpose(1, 2).reshape(h.shape)
-        h = h + block.ls_1(attn.out_proj(o))
-        return h + block.ls_2(block.mlp(block.ln_2(h)))
 
-    return finish(hp, op), finish(hs, os_)
+def _last_block_eot_rows(
+    block: nn.Module, hp: torch.Tensor, hs: torch.Tensor, groups: list[tuple[int, torch.Tensor]]
+) -> torch.Tensor:
+    """The last block's output at each prompt's EOT row (the last row of its group), in group order."""
+    attn: nn.MultiheadAttention = block.attn
+    heads, width = attn.num_heads, hs.shape[-1]
+    _, kp, vp = _prefix_qkv(block, hp)
+    bias = attn.in_proj_bias
+    k_all, v_all = F.linear(block.ln_1(hs), attn.in_proj_weight[width:], _rows(bias, width, None)).chunk(2, dim=-1)
+    last = [rows[:, -1] for rows in _split_groups(hs, groups)]
+    h_eot = torch.cat(last)
+    q_eot = F.linear(block.ln_1(h_eot), attn.in_proj_weight[:width], _rows(bias, 0, width))
+    outs = []
+    for q, k, v, (_, idx) in zip(
+        q_eot.split([len(idx) for _, idx in groups]), _split_groups(k_all, groups), _split_groups(v_all, groups), groups
+    ):
+        m = len(idx)
+        keys = torch.cat([kp.expand(m, -1, -1, -1), _heads(k, heads)], dim=2)
+        values = torch.cat([vp.expand(m, -1, -1, -1), _heads(v, heads)], dim=2)
+        # the EOT row is the group's last row: it sees every key, no mask needed
+        outs.append(_merge_heads(F.scaled_dot_product_attention(_heads(q.unsqueeze(1), heads), keys, values)))
+    return _finish(block, h_eot, torch.cat(outs))

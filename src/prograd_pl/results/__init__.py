@@ -20,7 +20,6 @@ from prograd_pl.results.store import (
     is_finished,
     iter_results,
     read_results,
-    run_folder,
     write_results,
 )
 
@@ -41,7 +40,6 @@ __all__ = [
     "iter_results",
     "mean_std",
     "read_results",
-    "run_folder",
     "transfer_tables",
     "write_results",
 ]

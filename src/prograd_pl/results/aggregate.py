@@ -8,49 +8,20 @@ cell is shown empty and named too; an average over an incomplete set of cells is
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prograd_pl.paper import SEEDS, SETTINGS, table_sort_key  # noqa: F401  (SETTINGS re-exported)
 from prograd_pl.results.store import pretrained_tag
 
-DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3)
-SETTINGS: tuple[str, ...] = ("fewshot", "base2new", "dg", "xd")
-
-# Display order of the usual datasets (CoOp's table order); anything else follows alphabetically.
-_DATASET_ORDER = (
-    "imagenet",
-    "caltech101",
-    "oxfordpets",
-    "stanfordcars",
-    "oxfordflowers",
-    "flowers102",
-    "food101",
-    "fgvcaircraft",
-    "sun397",
-    "dtd",
-    "describabletextures",
-    "eurosat",
-    "ucf101",
-    "imagenetv2",
-    "imagenetsketch",
-    "imageneta",
-    "imagenetadversarial",
-    "imagenetr",
-    "imagenetrendition",
-)
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+DEFAULT_SEEDS: tuple[int, ...] = SEEDS
 
 
 def dataset_sort_key(name: str) -> tuple[int, str]:
-    """Known datasets in the paper's order, then the rest alphabetically."""
-    n = _norm(name)
-    return (_DATASET_ORDER.index(n), name) if n in _DATASET_ORDER else (len(_DATASET_ORDER), name)
+    """Known datasets in the papers' order, then the rest alphabetically."""
+    return table_sort_key(name)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

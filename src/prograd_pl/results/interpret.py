@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-CHECKPOINT_NAME = "prompt_learner.pt"
-CHECKPOINT_FORMAT = 1
+from prograd_pl.errors import UserError
+from prograd_pl.models.checkpoint import CHECKPOINT_NAME, read_checkpoint
 
 # (token id, decoded word, distance or similarity)
 Neighbour = tuple[int, str, float]
@@ -88,23 +88,9 @@ def token_decoder(tokenizer: Any = None) -> Callable[[int], str]:
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.Tensor, dict]:
-    """Load ``{"ctx", "meta"}`` from a checkpoint file or a run folder, with ``weights_only=True``."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / CHECKPOINT_NAME
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {p} (expected a {CHECKPOINT_NAME} or a run folder holding one)"
-        )
-    ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "ctx" not in ckpt or "meta" not in ckpt:
-        raise ValueError(f"{p}: not a prompt-learner checkpoint (expected keys 'ctx' and 'meta')")
-    meta = dict(ckpt["meta"])
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{p}: checkpoint format {meta.get('format')!r}, this version reads {CHECKPOINT_FORMAT}"
-        )
-    return ckpt["ctx"], meta
+    """``(ctx, meta)`` of a checkpoint file or run folder (read with ``weights_only=True``)."""
+    blob = read_checkpoint(path)
+    return blob["ctx"], dict(blob["meta"])
 
 
 def _load_backbone(name: str, pretrained: str | None) -> Any:
@@ -153,9 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         ctx, meta = load_checkpoint(args.checkpoint)
-    except (OSError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        print(f"prograd_pl: error: {err}", file=sys.stderr)
+        return 1
     backbone = _load_backbone(meta["backbone"], meta.get("pretrained"))
     embedding = backbone.model.token_embedding.weight
     try:

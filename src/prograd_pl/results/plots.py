@@ -100,3 +100,34 @@ def plot_fewshot_curves(tables: Sequence[Table], path: str | Path, ncols: int = 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
+
+
+def plot_table_bars(tables: Sequence[Table], path: str | Path) -> Path | None:
+    """Grouped bars of the last table that has rows (the averaged table of a base-to-new, DG or cross-dataset
+    report): one group per column, one bar per row, error bars = std over seeds where known."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    table = next((t for t in reversed(tables) if t.rows), None)
+    if table is None:
+        return None
+    n_rows = len(table.rows)
+    width = 0.8 / max(n_rows, 1)
+    fig = Figure(figsize=(max(4.0, 1.1 * len(table.columns) * max(1, n_rows / 2)), 3.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (label, cells) in enumerate(table.rows):
+        xs = [j + (i - (n_rows - 1) / 2) * width for j in range(len(table.columns))]
+        means = [0.0 if c.empty else c.mean for c in cells]
+        errs = [0.0 if c.empty or c.std is None else c.std for c in cells]
+        ax.bar(xs, means, width, yerr=errs, label=label, capsize=2)
+    ax.set_xticks(range(len(table.columns)))
+    ax.set_xticklabels(table.columns, rotation=20 if len(table.columns) > 4 else 0)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(table.title, fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out

@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated subset of md,csv,tex (default all)",
     )
     p.add_argument("--no-plot", action="store_true", help="skip fewshot_curves.png")
+    p.add_argument("--reference", type=Path, action="append", default=[],
+                   help="reference.csv of published numbers (experiments/<setting>/reference.csv) to print ours "
+                   "beside, with the difference; repeatable")  # fmt: skip
     return p
 
 
@@ -248,6 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         if setting == "fewshot":
             fewshot = tables
+        elif not args.no_plot:
+            from prograd_pl.results.plots import plot_table_bars
+
+            png = plot_table_bars(tables, out / f"{setting}.png")
+            if png is not None:
+                written.append(png)
         out.mkdir(parents=True, exist_ok=True)
         for fmt in args.formats:
             path = out / f"{setting}.{fmt}"
@@ -255,6 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             written.append(path)
         print(f"## {setting}\n")
         print(render_markdown(tables, ci95=args.ci95))
+        for ref_path in args.reference:
+            from prograd_pl.results.reference import compare, read_reference
+
+            side = compare(tables, read_reference(ref_path))
+            if side:
+                print(f"\n### ours beside the reference ({ref_path})\n\n{side}\n")
+                (out / f"{setting}_vs_reference.md").write_text(side + "\n", encoding="utf-8")
 
     if fewshot and not args.no_plot:
         from prograd_pl.results.plots import plot_fewshot_curves
@@ -267,6 +283,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0
+
+
+def base2new_summary(records: Sequence[dict], dataset: str, methods: Sequence[str] = ("zeroshot", "coop", "prograd")) -> str:
+    """Markdown table of one dataset's base-to-new runs (mean ± population std over seeds, H of the means), and a
+    line that says what to read in it: the paper's claim, checked on these numbers."""
+    from prograd_pl.results.aggregate import harmonic_mean, mean_std
+
+    acc: dict[tuple[str, str], dict[int, float]] = {}
+    for rec in records:
+        if rec["setting"] == "base2new" and rec["dataset"] == dataset:
+            acc.setdefault((rec["method"], rec["subsample"]), {})[rec["seed"]] = rec["metrics"]["acc"]
+    lines = [f"Base-to-new on {dataset} (mean ± std over seeds)", "", "| method | base | new | H |", "|---|---|---|---|"]
+    means: dict[str, tuple[float, float]] = {}
+    for m in methods:
+        b, n = acc.get((m, "base"), {}), acc.get((m, "new"), {})
+        if not b or not n:
+            lines.append(f"| {m} | – | – | – |")
+            continue
+        (bm, bs), (nm, ns) = mean_std(list(b.values())), mean_std(list(n.values()))
+        means[m] = (bm, nm)
+        lines.append(f"| {m} | {bm:.2f} ± {bs:.2f} | {nm:.2f} ± {ns:.2f} | {harmonic_mean(bm, nm):.2f} |")
+    if all(m in means for m in ("zeroshot", "coop", "prograd")):
+        (zb, zn), (cb, cn), (pb, pn) = means["zeroshot"], means["coop"], means["prograd"]
+        lines += ["", (
+            f"Read: prompt tuning {'gains' if cb > zb else 'does not gain'} on the trained (base) classes "
+            f"(CoOp {cb - zb:+.1f} vs zero-shot); CoOp {'forgets' if cn < zn else 'does not forget'} the unseen new "
+            f"classes ({cn - zn:+.1f}); ProGrad {'keeps more of them' if pn > cn else 'does not keep more of them'} "
+            f"({pn - cn:+.1f} vs CoOp on new, {pb - zb:+.1f} vs zero-shot on base)."
+        )]  # fmt: skip
+    return "\n".join(lines)
+
+
+def print_base2new_summary(output_root: str | Path, dataset: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResultsWarning)
+        records = [data for _, data in iter_results(output_root)]
+    print(base2new_summary(records, dataset))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import re
 import warnings
@@ -42,7 +43,6 @@ REQUIRED_KEYS: tuple[str, ...] = (
 REQUIRED_NESTED: dict[str, tuple[str, ...]] = {"metrics": ("acc", "n_test"), "train": ("epochs", "seconds")}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
-_MAX_SEGMENT = 80
 
 
 class ResultsError(ValueError):
@@ -65,13 +65,6 @@ def _sanitise(text: str) -> str:
     return out
 
 
-def _cap(segment: str, original: str) -> str:
-    """Shorten an over-long segment to a readable head plus a stable hash of the full text."""
-    if len(segment) <= _MAX_SEGMENT:
-        return segment
-    return f"{segment[: _MAX_SEGMENT - 9].rstrip('-')}-{_short_hash(original)}"
-
-
 def pretrained_tag(pretrained: str | None) -> str:
     """Short path tag for a pretrained tag: ``openai`` stays, a local checkpoint path becomes ``<stem>-<hash>``."""
     if pretrained is None or str(pretrained) == "":
@@ -81,57 +74,6 @@ def pretrained_tag(pretrained: str | None) -> str:
         stem = _sanitise(Path(text).stem or Path(text).name)[:24].rstrip("-.") or "ckpt"
         return f"{stem}-{_short_hash(text)}"
     return _sanitise(text)
-
-
-def _extra_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return str(value)
-
-
-def extras_segment(extras: Mapping[str, Any] | None) -> str | None:
-    """Sorted ``key=value,key=value`` segment for non-default options (None when there are none)."""
-    if not extras:
-        return None
-    items = [(str(k), v) for k, v in extras.items() if v is not None]
-    if not items:
-        return None
-    raw = ",".join(f"{k}={_extra_value(v)}" for k, v in sorted(items))
-    safe = ",".join(f"{_sanitise(k)}={_sanitise(_extra_value(v))}" for k, v in sorted(items))
-    return _cap(safe, raw)
-
-
-def run_folder(
-    output_root: str | Path,
-    *,
-    setting: str,
-    dataset: str,
-    method: str,
-    backbone: str,
-    pretrained: str | None,
-    shots: int,
-    seed: int,
-    extras: Mapping[str, Any] | None = None,
-) -> Path:
-    """Deterministic run folder.
-
-    ``<root>/<setting>/<dataset>/<method>/<backbone>-<pretrained>/shots<k>[/<k=v,...>]/seed<s>``; the optional
-    segment holds the sorted non-default options, so runs that differ only there never share a folder.
-    """
-    parts = [
-        _sanitise(str(setting)),
-        _sanitise(str(dataset)),
-        _sanitise(str(method)),
-        _cap(f"{_sanitise(str(backbone))}-{pretrained_tag(pretrained)}", f"{backbone}|{pretrained}"),
-        f"shots{int(shots)}",
-    ]
-    extra = extras_segment(extras)
-    if extra is not None:
-        parts.append(extra)
-    parts.append(f"seed{int(seed)}")
-    return Path(output_root).joinpath(*parts)
 
 
 def _results_file(path: str | Path) -> Path:
@@ -159,6 +101,8 @@ def validate_results(data: Any, where: str = "results") -> dict:
     acc = data["metrics"]["acc"]
     if isinstance(acc, bool) or not isinstance(acc, (int, float)):
         raise ResultsError(f"{where}: metrics.acc must be a number, got {acc!r}")
+    if not math.isfinite(acc):
+        raise ResultsError(f"{where}: metrics.acc must be a finite number, got {acc!r}")
     for key in ("shots", "seed"):
         if isinstance(data[key], bool) or not isinstance(data[key], int):
             raise ResultsError(f"{where}: {key} must be an integer, got {data[key]!r}")

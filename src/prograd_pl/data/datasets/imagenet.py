@@ -34,7 +34,10 @@ def read_class_folders(image_dir: Path, wnids: list[str], names: dict[str, str],
     for label, wnid in enumerate(wnids):
         if wnid not in names:
             raise DatasetError(f"{where}: class folder {image_dir / wnid} has no line in {CLASSNAMES_FILE}.")
-        items.extend(Datum(p, label, names[wnid]) for p in list_images(image_dir / wnid))
+        images = list_images(image_dir / wnid)
+        if not images:
+            raise DatasetError(f"{where}: class folder {image_dir / wnid} holds no images; remove it or add its images.")
+        items.extend(Datum(p, label, names[wnid]) for p in images)
     return items
 
 

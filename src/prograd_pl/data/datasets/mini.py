@@ -14,8 +14,7 @@ from pathlib import Path
 from prograd_pl.mini.generate import IMAGE_DIR, generate_task, split_file_name
 from prograd_pl.mini.world import DEFAULT_TASK, TASKS, MiniTask
 
-from ..base import DatasetSplits, read_json_dataset
-from ..registry import DatasetInfo
+from ..base import DatasetInfo, DatasetSplits, read_json_dataset
 
 
 def _reader(task: MiniTask) -> Callable[[Path], DatasetSplits]:

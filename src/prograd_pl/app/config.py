@@ -1,0 +1,269 @@
+"""The config: the recipe resolvers (``${pg.*:...}``), composition, and checking every option before any work.
+
+Registering the resolvers is a side effect of importing this module; everything that composes the config
+(the Hydra app, tests, the sweep driver) imports it first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from prograd_pl import paper
+from prograd_pl.errors import ConfigError, UserError
+
+CONFIG_MODULE = "prograd_pl.conf"
+"""Where Hydra finds the configs: ``conf/`` of the repository, mapped into the package (also inside the wheel)."""
+
+
+def dataset_template(dataset: str, source: str) -> str:
+    """The hand-crafted template of ``dataset`` from the ProGrad or the CoOp table."""
+    from prograd_pl.data.registry import get_dataset_info
+
+    info = get_dataset_info(dataset)
+    if source not in ("prograd", "coop"):
+        raise ConfigError(f"dataset.template_source='{source}' is not one of prograd, coop.")
+    return info.coop_template if source == "coop" else info.template
+
+
+def _workers(accelerator: str) -> int:
+    """Data-loading processes: 0 on the CPU (small images; workers would compete with the model for the cores),
+    up to 8 on accelerators (decoding and augmentation must keep up with a GPU)."""
+    if str(accelerator) == "cpu":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def _as_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be an integer, got {key}={value!r}.")
+    return value
+
+
+def _list(name: str) -> str:
+    """Comma-separated lists of the protocol, for sweeper params (``dataset: ${pg.list:datasets}``)."""
+    if name == "mini_tasks":
+        from prograd_pl.mini.world import TASKS
+
+        items: Sequence[Any] = [n for n, t in TASKS.items() if not t.test_only]
+    else:
+        items = {"datasets": paper.DATASETS, "shots": paper.SHOTS, "seeds": paper.SEEDS,
+                 "settings": paper.SETTINGS}[name]  # fmt: skip
+    return ",".join(str(i) for i in items)
+
+
+def _mini_others(dataset: str) -> ListConfig:
+    from prograd_pl.mini.world import TASKS
+
+    return OmegaConf.create([n for n, t in TASKS.items() if not t.test_only and n != dataset])
+
+
+RESOLVERS = {
+    "pg.epochs": lambda dataset, shots, method: paper.recipe_epochs(str(dataset), _as_int(shots, "shots"), str(method)),
+    "pg.lambda": lambda dataset, shots: paper.recipe_lambda(str(dataset), _as_int(shots, "shots")),
+    "pg.batch_size": lambda method: paper.recipe_batch_size(str(method)),
+    "pg.template": lambda dataset, source: dataset_template(str(dataset), str(source)),
+    "pg.workers": _workers,
+    "pg.list": _list,
+    "pg.mini_others": _mini_others,
+}
+
+
+def register_resolvers() -> None:
+    """Register the ``pg.*`` resolvers with OmegaConf (idempotent)."""
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The project's config composed with ``overrides``, as the command line would compose it (no Hydra run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # inside the Hydra app (or a test's initialize block)
+        return hydra_compose(config_name="config", overrides=list(overrides))
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def resolve(cfg: DictConfig) -> DictConfig:
+    """A resolved copy of ``cfg`` without Hydra's own node.
+
+    A user error raised inside a resolver (an unknown dataset, a bad template source) comes out as itself, any other
+    resolution failure as one ConfigError sentence.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    plain.pop("hydra", None)
+    try:
+        OmegaConf.resolve(plain)
+    except OmegaConfBaseException as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"the config cannot be resolved: {text}") from None
+    return plain
+
+
+# ---- checking -----------------------------------------------------------------------------------------------
+PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed")
+
+
+def _check_int(cfg: DictConfig, key: str, low: int | None = None, what: str = "") -> None:
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        bound = f" >= {low}" if low is not None else ""
+        raise ConfigError(f"{key} must be an integer{bound}{what}, got {key}={value!r}.")
+
+
+def _check_number(cfg: DictConfig, key: str, low: float, high: float | None = None, strict_low: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if ok:
+        ok = (value > low if strict_low else value >= low) and (high is None or value <= high)
+    if not ok:
+        rng = f"{'>' if strict_low else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        raise ConfigError(f"{key} must be a finite number {rng}, got {key}={value!r}.")
+
+
+def _check_choice(cfg: DictConfig, key: str, choices: Sequence[str]) -> None:
+    value = OmegaConf.select(cfg, key)
+    if str(value) not in choices:
+        raise ConfigError(f"{key}='{value}' is not one of {', '.join(choices)}.")
+
+
+def check(cfg: DictConfig) -> None:
+    """Check the type and range of every option of a resolved config; one sentence per problem (ConfigError)."""
+    from prograd_pl.data.registry import get_dataset_info
+
+    _check_choice(cfg, "setting", paper.SETTINGS)
+    _check_int(cfg, "shots", 1, " (labelled images per class)")
+    _check_int(cfg, "seed", 0)
+    dataset = str(cfg.dataset.name)
+    info = get_dataset_info(dataset)
+    method = str(cfg.method.name)
+    if info.test_only and method != "zeroshot" and cfg.ckpt is None:
+        raise ConfigError(
+            f"dataset={dataset} is test-only; train on imagenet with setting=dg to evaluate on it, or pass ckpt=."
+        )
+    for name in cfg.eval_datasets or []:
+        get_dataset_info(str(name))
+    if cfg.eval_datasets is not None and not isinstance(cfg.eval_datasets, (list, ListConfig)):
+        raise ConfigError(f"eval_datasets must be a list of dataset names, got {cfg.eval_datasets!r}.")
+    _check_choice(cfg, "trainer.precision", PRECISIONS)
+    _check_int(cfg, "trainer.max_epochs", 0)
+    _check_int(cfg, "data.batch_size", 1)
+    _check_int(cfg, "data.test_batch_size", 1)
+    _check_int(cfg, "data.num_workers", 0)
+    if cfg.threads is not None:
+        _check_int(cfg, "threads", 1)
+    m = cfg.method
+    if "lam" in m and m.lam is not None:
+        _check_number(cfg, "method.lam", 0.0, 1.0 if method == "prograd" else None)
+    if "temperature" in m:
+        _check_number(cfg, "method.temperature", 0.0, strict_low=True)
+    if m.get("optim") is not None:
+        _check_number(cfg, "method.optim.lr", 0.0, strict_low=True)
+        _check_number(cfg, "method.optim.momentum", 0.0, 1.0)
+        _check_number(cfg, "method.optim.weight_decay", 0.0)
+    if m.get("prompt") is not None:
+        _check_int(cfg, "method.prompt.n_ctx", 1)
+        _check_choice(cfg, "method.prompt.init", ("template", "phrase", "random"))
+        _check_choice(cfg, "method.prompt.position", ("end", "middle", "front"))
+        if not isinstance(m.prompt.csc, bool):
+            raise ConfigError(f"method.prompt.csc must be true or false, got {m.prompt.csc!r}.")
+    if "encoding" in m:
+        _check_choice(cfg, "method.encoding", ("auto", "plain", "truncated", "shared_prefix"))
+    if "warmup_epochs" in m:
+        _check_int(cfg, "method.warmup_epochs", 0)
+        _check_number(cfg, "method.warmup_lr", 0.0, strict_low=True)
+    if not all(isinstance(cfg.get(k, True), bool) for k in ("redo", "feature_cache", "continue_on_error")):
+        raise ConfigError(f"redo, feature_cache and continue_on_error must be true or false, got redo={cfg.redo!r}, "
+                          f"feature_cache={cfg.feature_cache!r}.")  # fmt: skip
+    if m.get("prompt") is not None:
+        _check_context_fits(cfg)
+    for key in ("data_root", "output_root", "cache_root"):
+        value = cfg.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key} must be a folder path, got {key}={value!r}.")
+        if Path(value).exists() and not Path(value).is_dir():
+            raise ConfigError(f"{key}={value} is a file; expected a folder.")
+    if not _writable(Path(cfg.output_root)):
+        raise ConfigError(f"output_root={cfg.output_root} is not writable; expected a folder this user can write.")
+    _check_accelerator(cfg)
+    _check_weights_file(cfg)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` can be written (or created under its nearest existing parent)."""
+    folder = folder.expanduser().absolute()
+    while not folder.exists():
+        if folder.parent == folder:
+            return False
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _check_accelerator(cfg: DictConfig) -> None:
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} but no GPU is visible (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use trainer=cpu or run on a GPU node."
+            )
+    elif accelerator not in ("cpu", "auto", "mps", "tpu"):
+        raise ConfigError(f"trainer.accelerator='{accelerator}' is not one of cpu, gpu, auto.")
+
+
+_WEIGHT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save (zip) and legacy pickle
+
+
+def _check_weights_file(cfg: DictConfig) -> None:
+    """A local ``model.pretrained`` file must look like saved weights (not, say, a text file)."""
+    value = cfg.model.get("pretrained")
+    if not isinstance(value, str) or value in ("", "none", "None") or value.startswith("mini:"):
+        return
+    path = Path(value).expanduser()
+    if not path.is_file():
+        return  # a tag (openai, laion2b_...) or a missing file: the backbone loader names it
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    safetensors = path.suffix == ".safetensors" and len(head) >= 9 and head[8:9] == b"{"
+    if not (head.startswith(_WEIGHT_MAGIC) or safetensors):
+        raise ConfigError(
+            f"model.pretrained={value} is not a weights file (expected a checkpoint saved by torch.save or a "
+            ".safetensors file)."
+        )
+
+
+def _check_context_fits(cfg: DictConfig) -> None:
+    """The learnable context plus SOT, a class name and EOT must fit the text tower's context length."""
+    import open_clip
+
+    from prograd_pl.models.backbone import register_model_configs
+
+    register_model_configs()
+    model_cfg = open_clip.get_model_config(str(cfg.model.name)) or {}
+    length = (model_cfg.get("text_cfg") or {}).get("context_length")
+    n_ctx = int(cfg.method.prompt.n_ctx)
+    if length and n_ctx + 3 > int(length):
+        raise ConfigError(
+            f"method.prompt.n_ctx={n_ctx} does not fit model {cfg.model.name}'s text context of {length} tokens "
+            f"(start + context + class name + end); expected n_ctx <= {int(length) - 3}."
+        )

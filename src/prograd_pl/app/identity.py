@@ -1,0 +1,220 @@
+"""A run's identity: the part of its resolved config that changes what it computes, and the folder it names.
+
+Everything that can change the result is in the identity, however it was set (command line, experiment file,
+recipe, default); options that cannot (paths, loggers, progress bar, launcher, data workers, threads, the eval batch
+size) are left out, so they never split a folder. The folder is a readable prefix plus a digest of the identity:
+``<setting>/<dataset>/<method>/<backbone>/shots<k>/cfg-<digest>/seed<s>``; every seed of one configuration shares
+the ``cfg-<digest>`` folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+NEUTRAL_KEYS: tuple[str, ...] = (
+    "hydra", "data_root", "output_root", "cache_root", "redo", "feature_cache", "logger", "callbacks", "threads",
+    "data.num_workers", "data.test_batch_size", "dataset.backbone", "trainer.enable_model_summary",
+    "trainer.log_every_n_steps", "trainer.num_sanity_val_steps", "trainer.enable_checkpointing", "checkpoint",
+    "continue_on_error",
+)  # fmt: skip
+"""Dotted keys of the resolved config that cannot change what a run computes."""
+
+IDENTITY_FILE = "identity.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_REFERENCE = re.compile(r"\$\{([A-Za-z0-9_][A-Za-z0-9_.]*)\}")
+
+
+def _drop(tree: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node: Any = tree
+    for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+        if node is None:
+            return
+    if isinstance(node, dict):
+        node.pop(leaf, None)
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (checkpoints are small: contexts only)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The identifying part of a *resolved* config, normalised so that equivalent requests are equal.
+
+    Zero-shot trains nothing: its shots, epochs and batch size do not matter (recorded as 0 / absent). An eval-only
+    run (``ckpt=``) is identified by the checkpoint's content, not its path, and trains for 0 epochs.
+    """
+    refs: list[tuple[str, str]] = []
+    if isinstance(cfg, DictConfig):
+        tree = OmegaConf.to_container(cfg, resolve=True)
+        refs = references(cfg)
+    else:
+        tree = copy.deepcopy(dict(cfg))
+    for key in NEUTRAL_KEYS:
+        _drop(tree, key)
+    for key, target in refs:  # a repeated value stays once, where it is referenced from
+        if _has(tree, target):
+            _drop(tree, key)
+    method = tree.get("method", {}).get("name")
+    if method == "zeroshot" or tree.get("ckpt") is not None:
+        tree.setdefault("trainer", {})["max_epochs"] = 0
+        tree.get("data", {}).pop("batch_size", None)
+    if method == "zeroshot":
+        tree["shots"] = 0
+    if tree.get("ckpt") is not None:
+        path = Path(str(tree["ckpt"]))
+        ckpt = path / "prompt_learner.pt" if path.is_dir() else path
+        tree["ckpt"] = {"sha256": file_digest(ckpt) if ckpt.is_file() else None}
+    return tree
+
+
+def _has(tree: dict, dotted: str) -> bool:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def references(cfg: DictConfig, prefix: str = "") -> list[tuple[str, str]]:
+    """``(key, target)`` for every key whose value is a plain absolute reference to another key
+    (``method.max_epochs: ${trainer.max_epochs}``). Such a key repeats a value of the identity, so it is left out
+    when its target is in the identity (a value set on it directly is no reference and stays)."""
+    out = []
+    for key in cfg.keys():
+        name = f"{prefix}{key}"
+        if OmegaConf.is_interpolation(cfg, key):
+            raw = OmegaConf.to_container(cfg, resolve=False)[key]
+            match = _REFERENCE.fullmatch(raw) if isinstance(raw, str) else None
+            if match:
+                out.append((name, match.group(1)))
+            continue
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not node._is_none() and not node._is_missing():
+            out.extend(references(node, f"{name}."))
+    return out
+
+
+def canonical(tree: Mapping[str, Any]) -> str:
+    return json.dumps(tree, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(ident: Mapping[str, Any], n: int = 10) -> str:
+    """Short, stable digest of an identity without its seed (all seeds of one configuration share it)."""
+    rest = {k: v for k, v in ident.items() if k != "seed"}
+    return hashlib.sha256(canonical(rest).encode("utf-8")).hexdigest()[:n]
+
+
+def segment(text: Any) -> str:
+    """One path segment that reads well and never needs quoting on a Hydra command line (no ``=``, ``,``, space)."""
+    out = _UNSAFE.sub("-", str(text)).strip("-.")
+    return out or "_"
+
+
+def method_label(method: Mapping[str, Any]) -> str:
+    """The method's name, with the gradient rule it runs under when that is not its own (``coop+prograd``)."""
+    name = str(method.get("name"))
+    rule = method.get("rule")
+    return f"{name}+{rule}" if rule not in (None, "", "none", name) else name
+
+
+def run_dir(output_root: str | Path, ident: Mapping[str, Any]) -> Path:
+    """``<root>/<setting>/<dataset>/<method>/<backbone>/shots<k>/cfg-<digest>/seed<s>``."""
+    parts = [
+        segment(ident["setting"]),
+        segment(ident["dataset"]["name"]),
+        segment(method_label(ident["method"])),
+        segment(ident["model"]["name"]),
+        f"shots{int(ident['shots'])}",
+        f"cfg-{digest(ident)}",
+        f"seed{int(ident['seed'])}",
+    ]
+    return Path(output_root).joinpath(*parts)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'a': {'b': 1}}`` -> ``{'a.b': 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose values differ between two identities: ``{key: (value in a, value in b)}``."""
+    fa, fb = flatten(a), flatten(b)
+    missing = object()
+    out = {}
+    for key in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(key, missing), fb.get(key, missing)
+        if va != vb:
+            out[key] = (None if va is missing else va, None if vb is missing else vb)
+    return out
+
+
+def readable_overrides(ident: Mapping[str, Any]) -> list[str]:
+    """The overrides that give the plain recipe for the same readable prefix (to name what else differs)."""
+    return [
+        f"setting={ident['setting']}", f"dataset={ident['dataset']['name']}", f"method={ident['method']['name']}",
+        f"model.name={ident['model']['name']}", f"model.pretrained={_override_value(ident['model']['pretrained'])}",
+        f"shots={max(int(ident['shots']), 1)}", f"seed={int(ident['seed'])}",
+    ]  # fmt: skip
+
+
+def _override_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = str(value)
+    return "'" + text.replace("'", "\\'") + "'"
+
+
+def read_identity(folder: str | Path) -> dict[str, Any] | None:
+    """The identity stored in a run folder, or None."""
+    path = Path(folder) / IDENTITY_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def diff_main(argv: Sequence[str] | None = None) -> int:
+    """``prograd-pl diff RUN_A RUN_B``: the identity keys whose values differ between two run folders."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="prograd-pl diff", description="What differs between the configurations of two runs.")
+    p.add_argument("run_a", type=Path)
+    p.add_argument("run_b", type=Path)
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    idents = []
+    for folder in (args.run_a, args.run_b):
+        ident = read_identity(folder)
+        if ident is None:
+            print(f"prograd_pl: error: {folder} holds no identity.json; expected a run folder.", file=sys.stderr)
+            return 1
+        idents.append(ident)
+    diff = differences(*idents)
+    if not diff:
+        print("same configuration")
+    for key, (a, b) in diff.items():
+        print(f"{key}: {a!r} -> {b!r}")
+    return 0

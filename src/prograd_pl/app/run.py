@@ -1,0 +1,229 @@
+"""One run: resolve and check the config, find the run's folder from its identity, build the components, fit,
+evaluate on every target, write ``results.json`` last (atomically)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import prograd_pl
+from prograd_pl import paper
+from prograd_pl.app import components
+from prograd_pl.app.config import check, compose, dataset_template, resolve
+from prograd_pl.app.evaluate import evaluate
+from prograd_pl.app.identity import (
+    IDENTITY_FILE,
+    canonical,
+    differences,
+    identity,
+    method_label,
+    read_identity,
+    readable_overrides,
+    run_dir,
+)
+from prograd_pl.atomic import atomic_open
+from prograd_pl.data.base2new import subsample_classes
+from prograd_pl.data.fewshot import fewshot_split
+from prograd_pl.data.registry import get_dataset_info, load_dataset
+from prograd_pl.errors import ConfigError, DatasetError
+from prograd_pl.models.checkpoint import (
+    CHECKPOINT_NAME,
+    check_fits,
+    checkpoint_file,
+    learner_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from prograd_pl.results.store import ResultsError, read_results, write_results
+
+log = logging.getLogger("prograd_pl")
+
+
+def eval_targets(cfg: DictConfig) -> list[tuple[str, str]]:
+    """The (dataset, subsample) pairs evaluated besides the training dataset's own test split."""
+    dataset = cfg.dataset.name
+    if cfg.setting == "base2new":
+        return [(dataset, "new")]
+    names = cfg.eval_datasets
+    if names is None and cfg.setting in ("dg", "xd"):
+        names = paper.DG_TARGETS if cfg.setting == "dg" else [d for d in paper.XD_TARGETS if d != dataset]
+    return [(str(n), "all") for n in names or []]
+
+
+def finished(folder: Path, ident: dict[str, Any]) -> dict[str, Any] | None:
+    """The results of a finished run of exactly this identity in ``folder``, else None."""
+    try:
+        rec = read_results(folder / "results.json")
+    except ResultsError:
+        return None
+    if canonical(rec.get("identity") or {}) != canonical(ident):
+        log.warning("%s holds a run of another identity; running again", folder)
+        return None
+    return rec
+
+
+def recipe_extras(ident: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
+    """What this run's identity sets differently from the plain recipe of the same readable prefix
+    (setting, dataset, method, backbone, shots, seed): the options that name its variant in tables."""
+    base_cfg = compose([*readable_overrides(ident), f"data_root={cfg.data_root}", f"output_root={cfg.output_root}"])
+    base = identity(_without_hydra(base_cfg))
+    if ident["method"]["name"] == "zeroshot":
+        base["shots"] = ident["shots"]
+    return {k: v[0] for k, v in differences(ident, base).items()}
+
+
+def check_test_classes(splits) -> None:
+    """Every class must have test images: a class without any would silently count as 0 % of nothing."""
+    if not splits.test:
+        raise DatasetError(f"dataset {splits.name} has an empty test split.")
+    present = {d.label for d in splits.test}
+    missing = [name for i, name in enumerate(splits.classnames) if i not in present]
+    if missing:
+        raise DatasetError(
+            f"dataset {splits.name}: class '{missing[0]}' has no test images"
+            f"{f' (and {len(missing) - 1} more classes)' if len(missing) > 1 else ''}; expected every class in "
+            "the test split."
+        )
+
+
+def trained_context(folder: Path, ident: dict[str, Any]) -> dict[str, Any] | None:
+    """The context saved by an earlier attempt of this very run (same identity), if its training finished."""
+    ckpt = folder / CHECKPOINT_NAME
+    if not ckpt.is_file() or canonical(read_identity(folder) or {}) != canonical(ident):
+        return None
+    try:
+        return read_checkpoint(ckpt)
+    except ConfigError:
+        return None  # unreadable: train again
+
+
+def _without_hydra(cfg: DictConfig) -> DictConfig:
+    if "hydra" not in cfg:
+        return cfg
+    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    plain.pop("hydra")
+    return plain
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train (unless the method learns nothing or ``ckpt`` is given) and evaluate one configuration.
+
+    A folder that already holds a finished run of the same identity is read back instead (``redo=true`` forces a
+    new run).
+    """
+    # the frozen towers are in eval mode on purpose (RN50's BatchNorm); Lightning warns about it
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    resolved = resolve(cfg)
+    check(resolved)
+    if resolved.ckpt is not None and not checkpoint_file(resolved.ckpt).is_file():
+        raise ConfigError(f"ckpt={resolved.ckpt} does not exist; expected a {CHECKPOINT_NAME} or a run folder "
+                          "holding one.")  # fmt: skip
+    ident = identity(_without_hydra(cfg))
+    cfg = resolved
+    out = run_dir(cfg.output_root, ident)
+    if not cfg.redo:
+        done = finished(out, ident)
+        if done is not None:
+            log.info("skipping finished run %s", out)
+            return done
+    dataset, method, seed = str(cfg.dataset.name), str(cfg.method.name), int(cfg.seed)
+    shots = int(ident["shots"])
+    epochs = int(ident["trainer"]["max_epochs"])
+    blob = read_checkpoint(cfg.ckpt) if cfg.ckpt is not None else None
+
+    # data first: every bad path or option is reported before the model is built
+    data_root = Path(cfg.data_root)
+    full = load_dataset(dataset, data_root)
+    info = get_dataset_info(dataset)
+    fewshot = full if (info.test_only or shots == 0) else fewshot_split(full, shots, seed, data_root)
+    own_sub = "base" if cfg.setting == "base2new" else "all"
+    train_splits = subsample_classes(fewshot, own_sub)
+    targets = {}
+    for name, sub in eval_targets(cfg):
+        targets[(name, sub)] = subsample_classes(fewshot, sub) if sub != "all" else load_dataset(name, data_root)
+    for sp in (train_splits, *targets.values()):
+        check_test_classes(sp)
+
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(seed, workers=True, verbose=False)
+    from prograd_pl.models.backbone import load_backbone
+
+    backbone = load_backbone(cfg.model.name, cfg.model.pretrained)
+    template = str(cfg.dataset.template)
+    learner = None
+    if blob is not None:
+        check_fits(blob, cfg.ckpt, backbone.name, backbone.text.width)
+        learner = learner_from_checkpoint(blob, backbone, train_splits.classnames, template)
+    trained_before = trained_context(out, ident) if epochs > 0 and blob is None and not cfg.redo else None
+    if trained_before is not None:  # training finished in an earlier attempt whose evaluation failed
+        log.info("training of %s finished before; evaluating its saved context", out)
+        learner = learner_from_checkpoint(trained_before, backbone, train_splits.classnames, template)
+    module = components.build_method(cfg, backbone, train_splits.classnames, seed, prompt=learner)
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / IDENTITY_FILE, "w") as fh:
+        fh.write(json.dumps(ident, indent=2, sort_keys=True) + "\n")
+    tags = components.run_tags(cfg, shots)
+    loggers = components.build_loggers(cfg, out, tags)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    components.log_config(loggers, container)
+    trainer = components.build_trainer(cfg, loggers, components.build_callbacks(cfg))
+
+    start = time.time()
+    if epochs > 0 and blob is None and trained_before is None:
+        dm = components.build_datamodule(cfg, train_splits.train, train_splits.test, backbone)
+        log.info("training %s on %s (%d shots, seed %d): %d images, %d classes, %d epochs", method, dataset, shots,
+                 seed, len(train_splits.train), len(train_splits.classnames), epochs)  # fmt: skip
+        trainer.fit(module, train_dataloaders=dm.train_dataloader())
+        if trainer.is_global_zero:
+            save_checkpoint(out / CHECKPOINT_NAME, module.prompt_learner, {
+                "backbone": backbone.name, "pretrained": cfg.model.pretrained, "dataset": dataset,
+                "classnames": list(train_splits.classnames), "method": method, "epoch": epochs, "seed": seed,
+                "shots": shots,
+            })  # fmt: skip
+    seconds = time.time() - start
+    trained = epochs > 0 and blob is None
+
+    base_record = {
+        "method": method_label(cfg.method), "dataset": dataset, "backbone": cfg.model.name,
+        "pretrained": cfg.model.pretrained, "setting": cfg.setting, "shots": shots, "seed": seed,
+        "extras": recipe_extras(ident, cfg),
+        "train": {"epochs": epochs if trained else 0, "seconds": round(seconds, 3), "steps": module.steps_done,
+                  "n_train": len(train_splits.train) if trained else 0,
+                  "conflict_rate": module.conflicts / module.steps_done if module.steps_done else None,
+                  "lam": float(cfg.method.get("lam") or 0.0), "world_size": trainer.world_size,
+                  "resumed_epoch": epochs if trained_before is not None else 0},
+        "config": container, "identity": ident, "versions": versions(), "run_dir": str(out), "ckpt": cfg.ckpt,
+    }  # fmt: skip
+    records = []
+    for (name, sub), sp in [((dataset, own_sub), train_splits), *targets.items()]:
+        module.set_eval_classes(sp.classnames, template=dataset_template(name, cfg.dataset.template_source))
+        metrics = evaluate(module, trainer, cfg, sp, backbone)
+        log.info("%s on %s (%s): acc %.2f%% over %d images", method, name, sub, metrics["acc"], metrics["n_test"])
+        records.append({**base_record, "eval_dataset": name, "subsample": sub, "n_classes": len(sp.classnames),
+                        "metrics": metrics})  # fmt: skip
+    if trainer.is_global_zero:
+        for rec in records[1:]:
+            write_results(out / "evals" / f"{rec['eval_dataset']}-{rec['subsample']}" / "results.json", rec)
+        write_results(out / "results.json", {**records[0], "evals": [
+            {"eval_dataset": r["eval_dataset"], "subsample": r["subsample"], "acc": r["metrics"]["acc"]}
+            for r in records[1:]]})  # fmt: skip
+    return records[0]
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import open_clip
+
+    return {"prograd_pl": prograd_pl.__version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
+            "lightning": lightning.__version__}  # fmt: skip

@@ -1,0 +1,40 @@
+"""A sweep goes on when one of its jobs fails, then says which failed and exits non-zero.
+
+A failed job leaves ``FAILED`` (its one-sentence reason and overrides) in its Hydra job folder; at the end of the
+multirun, this Hydra callback lists them and exits with status 1. It works for every launcher whose jobs share the
+sweep folder (basic, joblib, submitit).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+MARKER = "FAILED"
+
+
+def record_failure(job_dir: str | Path, reason: str, overrides: list[str]) -> None:
+    """Leave the reason of a failed job in its Hydra output folder."""
+    path = Path(job_dir) / MARKER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{reason}\n{' '.join(overrides)}\n", encoding="utf-8")
+
+
+class ReportFailedJobs(Callback):
+    """``on_multirun_end``: name the failed jobs and exit 1 when there are any."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        failed = sorted(sweep_dir.glob(f"*/{MARKER}"), key=lambda p: (len(p.parent.name), p.parent.name))
+        if not failed:
+            return
+        print(f"prograd_pl: {len(failed)} job(s) of the sweep failed (the others ran; rerun to retry only these):",
+              file=sys.stderr)  # fmt: skip
+        for marker in failed:
+            reason, _, overrides = marker.read_text(encoding="utf-8").partition("\n")
+            print(f"  job {marker.parent.name} ({overrides.strip()}): {reason}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,242 @@
+"""Fast paths of issue 13 equal the plain computations they replace (fp32, <= 1e-5)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
+
+from prograd_pl.methods.gradients import context_gradients, head_losses
+from prograd_pl.methods.losses import distillation_loss
+from prograd_pl.models.backbone import (
+    FrozenImagePass,
+    configure_image_pass,
+    fold_batchnorm,
+    load_backbone,
+    text_tower,
+)
+from prograd_pl.models.prompt_learner import PromptLearner
+
+NAMES = [
+    "cat",
+    "golden_retriever",
+    "st. bernard",
+    "Sea or Lake",
+    "a very long class name with words",
+    "x",
+    "dog",
+]
+TEMPLATE = "a photo of a {}."
+
+
+def _setup(backbone, seed=0):
+    torch.manual_seed(seed)
+    pl = PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
+    with torch.no_grad():
+        pl.ctx.add_(torch.randn_like(pl.ctx) * 0.3)
+    dim = backbone.model.text_projection.shape[1]
+    img = F.normalize(torch.randn(12, dim), dim=-1)
+    teacher = F.normalize(torch.randn(len(NAMES), dim), dim=-1)
+    labels = torch.randint(0, len(NAMES), (12,))
+    return pl, img, teacher, labels
+
+
+def _plain_gradients(pl, img, teacher, labels, method, lam=0.7, encoding="plain"):
+    """One ``autograd.grad`` per loss on the full graph (what the module did before)."""
+    scale = 30.0
+    text = F.normalize(pl(encoding), dim=-1)
+    logits = scale * img @ text.t()
+    ce = F.cross_entropy(logits, labels)
+    if method == "coop":
+        return list(torch.autograd.grad(ce, pl.ctx))
+    kl = distillation_loss(logits, scale * img @ teacher.t(), 2.0)
+    if method == "kd":
+        return list(torch.autograd.grad(ce + lam * kl, pl.ctx))
+    g_general = torch.autograd.grad(kl, pl.ctx, retain_graph=True)[0]
+    return [g_general, torch.autograd.grad(ce, pl.ctx)[0]]
+
+
+@pytest.mark.parametrize("method", ["prograd", "kd", "coop"])
+@pytest.mark.parametrize("backward", ["batched", "sequential"])
+def test_context_gradients_equal_one_grad_call_per_loss(tiny_backbone, method, backward):
+    pl, img, teacher, labels = _setup(tiny_backbone)
+    lam = 0.7
+    for encoding in ("plain", "auto"):
+        ref = _plain_gradients(pl, img, teacher, labels, method, lam, encoding="plain")
+        head = head_losses(
+            F.normalize(pl(encoding), dim=-1), img, labels, 30.0, None if method == "coop" else teacher, 2.0
+        )
+        if method == "coop":
+            losses = [head.ce]
+        else:
+            losses = [head.ce + lam * head.kl] if method == "kd" else [head.kl, head.ce]
+        ours = context_gradients(head, losses, pl.ctx, backward=backward)
+        assert len(ours) == len(ref)
+        for a, b in zip(ours, ref):
+            assert b.abs().max() > 1e-4  # a real gradient
+            assert (a - b).abs().max() <= 1e-5, (method, backward, encoding)
+        if method == "prograd":  # the two gradients differ, so a swapped pair would fail
+            assert (ref[0] - ref[1]).abs().max() > 1e-3
+
+
+def test_loss_scale_is_undone(tiny_backbone):
+    pl, img, teacher, labels = _setup(tiny_backbone, seed=1)
+    head = head_losses(F.normalize(pl("auto"), dim=-1), img, labels, 30.0, teacher)
+    plain = context_gradients(head, [head.kl, head.ce], pl.ctx)
+    head = head_losses(F.normalize(pl("auto"), dim=-1), img, labels, 30.0, teacher)
+    scaled = context_gradients(head, [head.kl, head.ce], pl.ctx, scale=2.0**10)
+    for a, b in zip(plain, scaled):
+        assert (a - b).abs().max() <= 1e-6 * max(1.0, float(a.abs().max()))
+
+
+def test_unknown_backward_is_refused(tiny_backbone):
+    pl, img, teacher, labels = _setup(tiny_backbone)
+    head = head_losses(F.normalize(pl("auto"), dim=-1), img, labels, 30.0)
+    with pytest.raises(ValueError, match="backward='fast'"):
+        context_gradients(head, [head.ce], pl.ctx, backward="fast")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shared_prefix_groups_prompts_of_different_lengths(tiny_backbone, dtype):
+    # names of 1..7 tokens: several length groups, the longest not first, an EOT in the last block per group
+    names = [
+        "x",
+        "a very long class name with words",
+        "cat",
+        "sea or lake",
+        "golden retriever",
+        "ox",
+        "st. bernard",
+    ]
+    model = copy.deepcopy(tiny_backbone.model).to(dtype)
+    backbone = dataclasses.replace(tiny_backbone, model=model, text=text_tower(model))
+    torch.manual_seed(0)
+    pl = PromptLearner(backbone, names, n_ctx=4, init="random").to(dtype)
+    with torch.no_grad():  # a non-degenerate context, as in test_encoding
+        pl.ctx.add_(torch.randn_like(pl.ctx) * 0.3)
+    assert len(set(pl.eot.tolist())) >= 4
+    w = torch.randn(len(names), 32, dtype=dtype) * 0.1
+    out = {}
+    for mode in ("plain", "shared_prefix"):
+        pl.ctx.grad = None
+        feats = pl(mode)
+        (feats * w).sum().backward()
+        out[mode] = (feats.detach(), pl.ctx.grad.clone())
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert out["plain"][1].abs().max() > 0.1
+    assert (out["plain"][0] - out["shared_prefix"][0]).abs().max() <= tol
+    assert (out["plain"][1] - out["shared_prefix"][1]).abs().max() <= tol
+
+
+# ---- the frozen image pass -------------------------------------------------------------------------------------
+def _resnet_with_real_bn_statistics(backbone, seed=0):
+    """A copy of the tiny RN model whose BatchNorms are not the identity (random init has mean 0, var 1)."""
+    model = copy.deepcopy(backbone.model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.visual.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 2 + 0.2)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return model
+
+
+def _plain_image_pass(model, images):
+    configure_image_pass(model, fast=False)
+    try:
+        with torch.no_grad():
+            return model.encode_image(images)
+    finally:
+        configure_image_pass(model, fast=True)
+
+
+def test_folded_channels_last_image_pass_equals_open_clips(tiny_backbone):
+    model = _resnet_with_real_bn_statistics(tiny_backbone)
+    assert isinstance(model.visual, FrozenImagePass) and model.visual.image_pass.fast
+    keys = list(model.state_dict())
+    images = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    plain = _plain_image_pass(model, images)
+    with torch.no_grad():
+        fast = model.encode_image(images)
+    assert not fast.is_inference() and fast.dtype == torch.float32
+    assert plain.abs().max() > 0.1
+    assert (fast - plain).abs().max() <= 1e-5
+    folded = fold_batchnorm(model.visual)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert type(folded).forward is ModifiedResNet.forward
+    # open_clip's module tree and state_dict are untouched (BatchNorm kept, no extra keys)
+    assert list(model.state_dict()) == keys
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.visual.modules())
+    # grad-enabled input, and the features can enter an autograd graph
+    x = images.clone().requires_grad_(True)
+    model.encode_image(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().max() > 0
+    w = torch.randn(fast.shape[1], requires_grad=True)
+    (fast @ w).sum().backward()
+
+
+def test_image_pass_follows_weight_changes(tiny_backbone):
+    model = _resnet_with_real_bn_statistics(tiny_backbone, seed=2)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = model.encode_image(images)
+        bn = next(m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        bn.running_mean.add_(1.0)  # an in-place change, as load_state_dict makes
+        after = model.encode_image(images)
+    assert (after - before).abs().max() > 1e-3
+    assert (after - _plain_image_pass(model, images)).abs().max() <= 1e-5
+
+
+def test_image_bf16_option_is_close_not_exact(tiny_backbone):
+    model = _resnet_with_real_bn_statistics(tiny_backbone, seed=4)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    plain = _plain_image_pass(model, images)
+    configure_image_pass(model, fast=True, bf16=True)
+    with torch.no_grad():
+        out = model.encode_image(images)
+    assert out.dtype == torch.float32
+    assert F.cosine_similarity(out, plain, dim=-1).min() > 0.99
+    configure_image_pass(model)
+
+
+@pytest.mark.slow
+def test_vit_image_pass_equals_open_clips():
+    model = load_backbone("ViT-B-16", None).model  # random weights, the real architecture
+    assert isinstance(model.visual, FrozenImagePass)
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(6))
+    plain = _plain_image_pass(model, images)
+    with torch.no_grad():
+        fast = model.encode_image(images)
+    assert (fast - plain).abs().max() <= 1e-5
+
+
+# ---- the GPU check script's CPU fallback ------------------------------------------------------------------------
+def test_gpu_check_script_runs_its_cpu_fallback():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PYTHONPATH": str(root / "src"),
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    proc = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu_check.sh"), "--cpu", "--reps", "1"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if "|| speedup" in ln]
+    assert len(lines) == 2, proc.stdout  # fp32 and bf16
+    assert all(
+        k in proc.stdout for k in ("fp32", "bf16", "prograd/coop", "memory ratio", "gpu check finished")
+    )
