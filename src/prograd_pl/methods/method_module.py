@@ -9,14 +9,15 @@ or once over the concatenated vector).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from prograd_pl.methods.gradients import BACKWARDS, HeadLosses, context_gradients
 from prograd_pl.methods.losses import check_finite, distillation_loss, knowledge_guided_loss
 from prograd_pl.methods.module import METHODS, MethodError, PromptTuningModule
-from prograd_pl.methods.projection import SCOPES, project_parameters
+from prograd_pl.methods.projection import SCOPES, conflict_cosine, project_parameters
 from prograd_pl.models.backbone import Backbone
 from prograd_pl.models.conditional_prompt import ConditionalPromptLearner
 from prograd_pl.models.prompt_learner import PromptLearner
@@ -71,11 +72,11 @@ class MethodModule(PromptTuningModule):
         """Logits ``[B, n_cls]`` and the normalised class text features (``[B, n_cls, D]`` for CoCoOp)."""
         if self.method != "cocoop":
             text = self.text_features()
-            return self.logit_scale * img @ text.t(), text
-        with self._autocast():
-            text = self.prompt_learner(img, self.encoding)
-        text = F.normalize(text.float(), dim=-1)
-        return self.logit_scale * torch.einsum("bd,bcd->bc", img, text), text
+        else:
+            with self._autocast():
+                text = self.prompt_learner(img, self.encoding)
+            text = F.normalize(text.float(), dim=-1)
+        return self._head_logits(img, text), text
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.method != "cocoop":
@@ -86,42 +87,63 @@ class MethodModule(PromptTuningModule):
     def compute_update(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor | list[torch.Tensor], dict[str, Any]]:
-        """Gradients for :meth:`PromptLearner.learned_parameters` (in that order) and what to log."""
+        """Gradients for :meth:`PromptLearner.learned_parameters` (in that order) and what to log.
+
+        As in :class:`PromptTuningModule`, the losses are built on a detached copy of the text features and their
+        gradients there (cotangents) are pushed through the text tower (and CoCoOp's meta-net) together.
+        """
         if self.method in METHODS and self.rule == "none":
             return super().compute_update(images, labels)
         params = self.prompt_learner.learned_parameters()
         img = self.image_features(images)
-        logits, text = self.student_logits(img)
+        if self.method == "cocoop":
+            with self._autocast():
+                text = self.prompt_learner(img, self.encoding)
+            text = F.normalize(text.float(), dim=-1)
+        else:
+            text = self.text_features()
+        leaf = text.detach().requires_grad_(True)
+        logits = self._head_logits(img, leaf)
         ce = F.cross_entropy(logits, labels)
         check_finite("cross-entropy", ce, self.global_step)
         logs: dict[str, Any] = {"loss_ce": ce.detach()}
         task = ce
         if self.method == "kgcoop":
-            kg = knowledge_guided_loss(text, self._teacher())
+            kg = knowledge_guided_loss(leaf, self._teacher())
             check_finite("knowledge-guided", kg, self.global_step)
             logs["loss_kg"] = kg.detach()
             task = ce + self.kg_weight * kg
-        scale = self.loss_scale
-        if self.rule == "none":
-            grads = self._reduce_all([g / scale for g in torch.autograd.grad(task * scale, params)])
-        else:
-            teacher_logits = self.logit_scale * img @ self._teacher().t()
+        kl = None
+        if self.rule == "prograd":
+            with torch.no_grad():
+                teacher_logits = self.logit_scale * img @ self._teacher().t()
             kl = distillation_loss(logits, teacher_logits, self.temperature)
             check_finite("distillation", kl, self.global_step)
             logs["loss_kl"] = kl.detach()
-            g_general = torch.autograd.grad(kl * scale, params, retain_graph=True)
-            g_task = torch.autograd.grad(task * scale, params)
-            g_general = self._reduce_all([g / scale for g in g_general])
-            g_task = self._reduce_all([g / scale for g in g_task])
+        losses = [task] if kl is None else [kl, task]
+        if len(params) == 1:  # the context alone: the same path as ProGrad's
+            head = HeadLosses(text=text, leaf=leaf, logits=logits, ce=ce, kl=kl)
+            per_loss = [[g] for g in context_gradients(head, losses, params[0], self.loss_scale)]
+        else:
+            per_loss = parameter_gradients(text, leaf, losses, params, self.loss_scale)
+        if kl is None:
+            grads = self._reduce_all(per_loss[0])
+        else:
+            g_general, g_task = self._reduce_all(per_loss[0]), self._reduce_all(per_loss[1])
             grads, cosines = project_parameters(g_task, g_general, self.lam, self.rule_scope)
             flat_d = torch.cat([g.flatten() for g in g_task])
             flat_g = torch.cat([g.flatten() for g in g_general])
-            logs["grad_cos"] = float(F.cosine_similarity(flat_d, flat_g, dim=0, eps=0.0))
+            logs["grad_cos"] = conflict_cosine(flat_d, flat_g)
             logs["conflict"] = float(any(c < 0 for c in cosines))
             logs["conflict_tensors"] = sum(c < 0 for c in cosines)
         logs["logits"] = logits.detach()
         self._extra_logs = {k: logs[k] for k in ("loss_kg", "conflict_tensors") if k in logs}
         return grads, logs
+
+    def _head_logits(self, img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        if text.dim() == 3:  # CoCoOp: one set of class features per image
+            return self.logit_scale * torch.einsum("bd,bcd->bc", img, text)
+        return self.logit_scale * img @ text.t()
 
     def _reduce_all(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
         """Average several gradients over the ranks with one all-reduce (identity without a process group)."""
@@ -159,3 +181,35 @@ class MethodModule(PromptTuningModule):
         preds = logits.argmax(-1)
         for m in (self.test_acc, self.test_macro_f1, self.test_per_class):
             m.update(preds, labels)
+
+
+def parameter_gradients(
+    text: torch.Tensor,
+    leaf: torch.Tensor,
+    losses: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    scale: float = 1.0,
+    backward: str = "auto",
+) -> list[list[torch.Tensor]]:
+    """``d loss / d p`` for each loss (built from ``leaf``, a detached copy of ``text``) and each of ``params``.
+
+    The generalisation of :func:`~prograd_pl.methods.gradients.context_gradients` to several learned tensors
+    (CoCoOp's context and meta-net): cotangents at the text features first, then one backward through the text
+    tower per loss on the retained graph (``sequential``), or one vmapped backward for all (``batched``; ``auto``
+    picks it on accelerators).  ``scale`` is the fp16 loss scale, divided out of the results.
+    """
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward='{backward}' is not one of {', '.join(BACKWARDS)}.")
+    cotangents = [
+        torch.autograd.grad(loss * scale, leaf, retain_graph=i < len(losses) - 1)[0].to(text.dtype)
+        for i, loss in enumerate(losses)
+    ]
+    if backward == "auto":
+        backward = "sequential" if text.device.type == "cpu" else "batched"
+    if len(cotangents) > 1 and backward == "batched":
+        stacked = torch.autograd.grad(text, params, torch.stack(cotangents), is_grads_batched=True)
+        out = [[g[i] for g in stacked] for i in range(len(cotangents))]
+    else:
+        last = len(cotangents) - 1
+        out = [list(torch.autograd.grad(text, params, c, retain_graph=i < last)) for i, c in enumerate(cotangents)]
+    return [[g / scale for g in grads] for grads in out] if scale != 1.0 else out
