@@ -4,10 +4,10 @@ Default setting: randomly initialised open_clip ``RN50-quickgelu`` (``pretrained
 names), batch 4 of random 224 px images, CoCoOp's prompt (``n_ctx=4`` from "a photo of a", meta-net
 Linear-ReLU-Linear with hidden = image-feature dim / 16), fp32, SGD lr 0.002 momentum 0.9 weight decay 5e-4.
 
-* plain: as the reference code: per image, the context shifted by the meta-net's token is placed in all
+* plain: as the reference code (open_clip's image tower as is): per image, the context shifted by the meta-net's token is placed in all
   ``n_cls`` prompts, which go through the text transformer at the full 77 tokens (``B x n_cls`` prompts; the
   graph of all images is kept until the backward), logits per image, cross-entropy, backward, SGD step.
-* ours: ``MethodModule(method='cocoop').compute_update``: per image the SOT + shifted-context prefix is encoded
+* ours: ``MethodModule(method='cocoop').compute_update`` (the project's frozen image pass): per image the SOT + shifted-context prefix is encoded
   once and the ``B x n_cls`` short class suffixes (cut after the last EOT) attend to it; gradients by
   ``autograd.grad``; SGD step.
 
@@ -89,7 +89,8 @@ def run_variant(variant: str, args: argparse.Namespace, out: Path) -> None:
     cuda = device.type == "cuda"
     names = CLASSNAMES[: args.classes]
     torch.manual_seed(0)
-    backbone = load_backbone(args.model, None, device=device)
+    # the reference encodes images with open_clip's own tower; ours with the project's fast frozen pass
+    backbone = load_backbone(args.model, None, device=device, fast_image=variant == "ours")
     learner = ConditionalPromptLearner(backbone, names, generator=torch.Generator().manual_seed(0)).to(device)
     gen = torch.Generator().manual_seed(1)
     images = torch.randn(args.batch, 3, backbone.image_size, backbone.image_size, generator=gen).to(device)
