@@ -161,7 +161,9 @@ def test_cocoop_evaluates_other_class_sets_and_cached_features(tiny_backbone):
     assert (module(images) - ref_logits).abs().max() <= 1e-4  # logits are scaled by 100
     labels = ref_logits.argmax(-1)
     labels[:2] = (labels[:2] + 1) % len(OTHER)  # 4 of 6 right
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     for data in (images, img):  # images, then cached normalised features
         trainer.test(module, DataLoader(TensorDataset(data, labels), batch_size=4), verbose=False)
         assert module.test_results["acc"] == pytest.approx(100.0 * 4 / 6)
@@ -192,7 +194,9 @@ def test_checkpoint_round_trip_for_other_classes(tiny_backbone, tmp_path):
     from prograd_pl.models.learners import build_learner, checkpoint_payload, learner_from_checkpoint
 
     prompt = {"n_ctx": 4, "init": "phrase", "phrase": "a photo of a", "hidden_ratio": 16}
-    pl = build_learner("cocoop", tiny_backbone, NAMES, "a photo of a {}.", prompt, torch.Generator().manual_seed(3))
+    pl = build_learner(
+        "cocoop", tiny_backbone, NAMES, "a photo of a {}.", prompt, torch.Generator().manual_seed(3)
+    )
     assert isinstance(pl, ConditionalPromptLearner)
     with torch.no_grad():
         for p in pl.learned_parameters():

@@ -59,7 +59,10 @@ def hand_cocoop_rule_step(backbone, pl0, images, labels, scope):
     text = F.normalize(reference_text(backbone, ctx, net, img, NAMES), dim=-1)
     logits = scale * torch.einsum("bd,bcd->bc", img, text)
     with torch.no_grad():
-        zs = F.normalize(model.encode_text(backbone.tokenizer([TEMPLATE.format(n.replace("_", " ")) for n in NAMES])), dim=-1)
+        zs = F.normalize(
+            model.encode_text(backbone.tokenizer([TEMPLATE.format(n.replace("_", " ")) for n in NAMES])),
+            dim=-1,
+        )
     t_logits = scale * img @ zs.t()
     kl = -(F.softmax(t_logits, -1) * F.log_softmax(logits, -1)).sum(-1).mean()
     ce = F.cross_entropy(logits, labels)
@@ -73,8 +76,13 @@ def hand_cocoop_rule_step(backbone, pl0, images, labels, scope):
         pairs = [hand_project(d, g, LAM) for d, g in zip(g_d, g_g)]
         grads, conflicts = [p[0] for p in pairs], [p[1] for p in pairs]
     else:
-        flat, c = hand_project(torch.cat([x.flatten() for x in g_d]), torch.cat([x.flatten() for x in g_g]), LAM)
-        grads, conflicts = [x.view_as(d) for x, d in zip(torch.split(flat, [d.numel() for d in g_d]), g_d)], [c]
+        flat, c = hand_project(
+            torch.cat([x.flatten() for x in g_d]), torch.cat([x.flatten() for x in g_g]), LAM
+        )
+        grads, conflicts = (
+            [x.view_as(d) for x, d in zip(torch.split(flat, [d.numel() for d in g_d]), g_d)],
+            [c],
+        )
     new = [(p - LR * (g + WD * p)).detach() for p, g in zip(params, grads)]
     ce_only = [(p - LR * (d + WD * p)).detach() for p, d in zip(params, g_d)]
     return new, conflicts, ce_only
@@ -96,7 +104,9 @@ def test_rule_prograd_on_cocoop_equals_hand_written_projected_step(tiny_backbone
     for seed in range(60):
         labels = torch.randint(0, len(NAMES), (2,), generator=torch.Generator().manual_seed(seed))
         ref, conflicts, ce_only = hand_cocoop_rule_step(tiny_backbone, pl, images, labels, scope)
-        if (scope == "tensor" and any(conflicts) and not all(conflicts)) or (scope == "vector" and conflicts[0]):
+        if (scope == "tensor" and any(conflicts) and not all(conflicts)) or (
+            scope == "vector" and conflicts[0]
+        ):
             break
     else:
         pytest.fail("no labelling with the wanted conflict pattern")
@@ -176,7 +186,9 @@ def test_cocoop_rule_two_gloo_processes_equal_one_process(tiny_backbone, tmp_pat
     labels = torch.tensor([0, 5, 2, 3])
     mp.spawn(_ddp_worker, args=(2, str(tmp_path), str(state_path), images, labels), nprocs=2, join=True)
     got = torch.load(tmp_path / "ddp.pt", weights_only=True)
-    module = MethodModule(tiny_backbone, learner(tiny_backbone), method="cocoop", rule="prograd", template=TEMPLATE)
+    module = MethodModule(
+        tiny_backbone, learner(tiny_backbone), method="cocoop", rule="prograd", template=TEMPLATE
+    )
     full, logs = module.compute_update(images, labels)
     assert got["cos"] == pytest.approx(logs["grad_cos"], abs=1e-5)
     for g, f in zip(got["grads"], full):

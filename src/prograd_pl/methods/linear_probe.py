@@ -72,7 +72,9 @@ def search_regularisation(
     one becomes the best, otherwise both neighbours move halfway in.  Ties keep the earlier (grid order) value.
     """
     if len(val_y) == 0:
-        raise LinearProbeError("the linear probe chooses its regularisation on the val split, which is empty.")
+        raise LinearProbeError(
+            "the linear probe chooses its regularisation on the val split, which is empty."
+        )
     xt, yt = _numpy(train_x, normalise), train_y.cpu().numpy()
     xv, yv = _numpy(val_x, normalise), val_y.cpu().numpy()
     if len(np.unique(yt)) < 2:
@@ -118,7 +120,9 @@ def linear_probe(
     """
     found = search_regularisation(*train, *val, **search)
     normalise = search.get("normalise", True)
-    clf = fit_logistic(_numpy(train[0], normalise), train[1].cpu().numpy(), found.C, search.get("max_iter", 1000))
+    clf = fit_logistic(
+        _numpy(train[0], normalise), train[1].cpu().numpy(), found.C, search.get("max_iter", 1000)
+    )
     preds = torch.from_numpy(clf.predict(_numpy(test[0], normalise))).long()
     labels = test[1].cpu().long()
     task = dict(num_classes=max(n_classes, 2))
@@ -128,7 +132,8 @@ def linear_probe(
         "error": 100.0 - acc,
         "macro_f1": float(tmf.multiclass_f1_score(preds, labels, average="macro", **task)) * 100.0,
         "per_class_acc": [
-            float(a) * 100.0 for a in tmf.multiclass_accuracy(preds, labels, average="none", **task)[:n_classes]
+            float(a) * 100.0
+            for a in tmf.multiclass_accuracy(preds, labels, average="none", **task)[:n_classes]
         ],
         "n_test": int(len(labels)),
         "C": found.C,

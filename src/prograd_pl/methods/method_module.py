@@ -211,5 +211,8 @@ def parameter_gradients(
         out = [[g[i] for g in stacked] for i in range(len(cotangents))]
     else:
         last = len(cotangents) - 1
-        out = [list(torch.autograd.grad(text, params, c, retain_graph=i < last)) for i, c in enumerate(cotangents)]
+        out = [
+            list(torch.autograd.grad(text, params, c, retain_graph=i < last))
+            for i, c in enumerate(cotangents)
+        ]
     return [[g / scale for g in grads] for grads in out] if scale != 1.0 else out

@@ -74,7 +74,9 @@ class ConditionalPromptLearner(PromptLearner):
                 bound = 1.0 / lin.in_features**0.5
                 nn.init.kaiming_uniform_(lin.weight, a=5**0.5, generator=generator)
                 nn.init.uniform_(lin.bias, -bound, bound, generator=generator)
-        self.meta_net = nn.Sequential(OrderedDict([("linear1", linear1), ("relu", nn.ReLU()), ("linear2", linear2)]))
+        self.meta_net = nn.Sequential(
+            OrderedDict([("linear1", linear1), ("relu", nn.ReLU()), ("linear2", linear2)])
+        )
 
     def learned_parameters(self) -> list[nn.Parameter]:
         return [self.ctx, *self.meta_net.parameters()]
@@ -119,14 +121,18 @@ class ConditionalPromptLearner(PromptLearner):
         return feats.view(b, n, -1)
 
     @torch.no_grad()
-    def logits(self, image_features: torch.Tensor, logit_scale: torch.Tensor, encoding: str = "auto") -> torch.Tensor:
+    def logits(
+        self, image_features: torch.Tensor, logit_scale: torch.Tensor, encoding: str = "auto"
+    ) -> torch.Tensor:
         """Evaluation logits ``[B, n_cls]``, the images taken in chunks of at most ``eval_prompt_budget`` prompts."""
         step = max(1, self.eval_prompt_budget // max(1, self.n_cls))
         out = []
         for start in range(0, image_features.shape[0], step):
             img = image_features[start : start + step]
             text = F.normalize(self(img, encoding).float(), dim=-1)
-            with torch.autocast(device_type=text.device.type, enabled=False):  # fp32 logits under mixed precision
+            with torch.autocast(
+                device_type=text.device.type, enabled=False
+            ):  # fp32 logits under mixed precision
                 out.append(logit_scale * torch.einsum("bd,bcd->bc", img.float(), text))
         return torch.cat(out)
 
@@ -151,7 +157,12 @@ def encode_per_image_prefixes(
     dtype = tower.positional_embedding.dtype
     pos = tower.positional_embedding
     hp = prefix.to(dtype) + pos[:p_len]
-    hs = (suffix.to(dtype) + pos[p_len : p_len + s_len]).unsqueeze(0).expand(b, -1, -1, -1).reshape(b * n, s_len, -1)
+    hs = (
+        (suffix.to(dtype) + pos[p_len : p_len + s_len])
+        .unsqueeze(0)
+        .expand(b, -1, -1, -1)
+        .reshape(b * n, s_len, -1)
+    )
     causal = tower.attn_mask[p_len : p_len + s_len, p_len : p_len + s_len]
     suffix_mask = torch.cat([causal.new_zeros(s_len, p_len), causal], dim=1).to(dtype)
     prefix_mask = tower.attn_mask[:p_len, :p_len].to(dtype)
@@ -192,7 +203,9 @@ def _per_image_block(
     qs, ks, vs = _heads(qs, heads), _heads(ks, heads), _heads(vs, heads)
     op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=prefix_mask)
 
-    def per_suffix(t: torch.Tensor) -> torch.Tensor:  # [B, h, P, hd] -> [B*n, h, P, hd], image b's rows n times
+    def per_suffix(
+        t: torch.Tensor,
+    ) -> torch.Tensor:  # [B, h, P, hd] -> [B*n, h, P, hd], image b's rows n times
         return t.unsqueeze(1).expand(-1, n, -1, -1, -1).flatten(0, 1)
 
     keys = torch.cat([per_suffix(kp), ks], dim=2)

@@ -35,7 +35,9 @@ def build_learner(
         generator=generator,
     )  # fmt: skip
     if method == "cocoop":
-        return ConditionalPromptLearner(backbone, classnames, hidden_ratio=prompt.get("hidden_ratio", 16), **common)
+        return ConditionalPromptLearner(
+            backbone, classnames, hidden_ratio=prompt.get("hidden_ratio", 16), **common
+        )
     return PromptLearner(backbone, classnames, **common)
 
 
