@@ -83,3 +83,33 @@ def test_encode_image_features_are_normalised_clip_features(tiny_backbone):
     ref = F.normalize(tiny_backbone.model.encode_image(images), dim=-1)
     assert torch.equal(y, labels)
     assert (feats - ref).abs().max() <= 1e-6
+
+
+def test_probe_module_evaluates_like_the_other_methods(tiny_backbone):
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from prograd_pl.methods.linear_probe import LinearProbeModule
+
+    train, val, test = blobs()
+    names = ["a", "b", "c", "d"]
+    module = LinearProbeModule(tiny_backbone, names, precision="32")
+    probe = module.fit_features(train, val)
+    expected = linear_probe(train, val, test, n_classes=4)
+    assert probe["C"] == expected["C"]
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(module, DataLoader(TensorDataset(*test), batch_size=30), verbose=False)
+    assert module.test_results["acc"] == pytest.approx(expected["acc"])
+    assert np.allclose(module.test_results["per_class_acc"], expected["per_class_acc"])
+    module.set_eval_classes(names)  # its own classes: fine
+    with pytest.raises(LinearProbeError, match="only its training classes"):
+        module.set_eval_classes(["a", "b"])
+    # from images: the frozen tower's normalised features
+    g = torch.Generator().manual_seed(5)
+    images = torch.randn(8, 3, tiny_backbone.image_size, tiny_backbone.image_size, generator=g)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    loader = DataLoader(TensorDataset(images, labels), batch_size=3)
+    module.fit_loaders(loader, loader)
+    feats, _ = module.encode(loader)
+    assert (feats - F.normalize(tiny_backbone.model.encode_image(images), dim=-1)).abs().max() <= 1e-5
+    assert torch.equal(module(images).argmax(-1), module.logits(feats).argmax(-1))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -160,3 +161,136 @@ def encode_image_features(
         feats.append(F.normalize(out.float(), dim=-1).cpu())
         labels.append(y.cpu())
     return torch.cat(feats), torch.cat(labels)
+
+
+class LinearProbeModule(L.LightningModule):
+    """The linear probe as the app's other methods: built by the method factory, evaluated with ``trainer.test``.
+
+    It has no gradient steps (0 epochs): the app calls :meth:`fit_loaders` (or :meth:`fit_features` with cached
+    features) on the train and val splits, then evaluates as for any method (image batches or cached 2-d
+    feature batches).  Only the training classes can be classified.
+
+    Args:
+        backbone: the frozen open_clip model (its image tower gives the features).
+        classnames: the training classes (index = label).
+        precision: ``32`` or ``bf16-mixed``/``16-mixed`` (autocast of the image tower).
+        grid, refine_steps, max_iter: the regularisation search (:func:`search_regularisation`).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        *,
+        name: str = "linear_probe",
+        precision: str = "32",
+        grid: Sequence[float] = COARSE_GRID,
+        refine_steps: int = 6,
+        max_iter: int = 1000,
+        seed: int = 0,
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        self.method = name
+        self.clip = backbone.model
+        self.backbone = backbone
+        self.prompt_learner = None
+        self.mixed_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+        self.search_options = {"grid": tuple(grid), "refine_steps": int(refine_steps), "max_iter": int(max_iter)}
+        self.train_classnames = list(classnames)
+        self.n_classes = len(self.train_classnames)
+        self.steps_done, self.conflicts = 0, 0
+        self.probe: dict[str, Any] | None = None
+        self.register_buffer("logit_scale", torch.ones(()), persistent=False)  # device anchor, as other methods
+        self.register_buffer("weight", torch.zeros(0), persistent=False)
+        self.register_buffer("bias", torch.zeros(0), persistent=False)
+        self.automatic_optimization = False
+
+    def train(self, mode: bool = True) -> "LinearProbeModule":
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    def configure_optimizers(self):
+        return None
+
+    @torch.no_grad()
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised fp32 features of the frozen image tower."""
+        if self.mixed_dtype is None:
+            feats = self.clip.encode_image(images)
+        else:
+            with torch.autocast(device_type=images.device.type, dtype=self.mixed_dtype):
+                feats = self.clip.encode_image(images)
+        return F.normalize(feats.float(), dim=-1)
+
+    @torch.no_grad()
+    def encode(self, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of a whole loader (deterministic transform expected)."""
+        self.eval()
+        device = self.logit_scale.device
+        feats, labels = [], []
+        for images, y in loader:
+            feats.append(self.image_features(images.to(device)).cpu())
+            labels.append(y.cpu())
+        return torch.cat(feats), torch.cat(labels)
+
+    def fit_loaders(self, train_loader: Iterable, val_loader: Iterable) -> dict[str, Any]:
+        """Encode the train and val splits and fit the probe (see :meth:`fit_features`)."""
+        return self.fit_features(self.encode(train_loader), self.encode(val_loader))
+
+    def fit_features(
+        self, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor]
+    ) -> dict[str, Any]:
+        """Search ``C`` on ``val``, fit on ``train``; returns ``{"C", "val_acc", "search"}`` (kept as ``probe``)."""
+        found = search_regularisation(*train, *val, **self.search_options)
+        clf = fit_logistic(_numpy(train[0], True), train[1].cpu().numpy(), found.C, self.search_options["max_iter"])
+        weight = torch.zeros(self.n_classes, train[0].shape[1], dtype=torch.float64)
+        bias = torch.full((self.n_classes,), -torch.inf, dtype=torch.float64)  # a class without shots never wins
+        classes = torch.as_tensor(clf.classes_).long()
+        coef, intercept = torch.from_numpy(clf.coef_), torch.from_numpy(clf.intercept_)
+        if len(classes) == 2:  # sklearn's binary model is one row: the logit of the second class
+            coef, intercept = torch.cat([-coef, coef]) / 2, torch.cat([-intercept, intercept]) / 2
+        weight[classes], bias[classes] = coef, intercept
+        self.weight = weight.to(self.logit_scale.device)
+        self.bias = bias.to(self.logit_scale.device)
+        self.probe = {"C": found.C, "val_acc": found.val_acc, "search": [[c, a] for c, a in found.tried]}
+        return self.probe
+
+    def set_eval_classes(self, classnames: Sequence[str], template: str | None = None) -> None:
+        """Only the training classes: a linear probe has no weights for other classes."""
+        if list(classnames) != self.train_classnames:
+            raise LinearProbeError(
+                "method=linear_probe classifies only its training classes; evaluate it in setting=fewshot on its "
+                "own test split."
+            )
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        if self.probe is None:
+            raise LinearProbeError("the linear probe is evaluated before fit_loaders/fit_features was called.")
+        return F.normalize(features.to(self.weight), dim=-1) @ self.weight.t() + self.bias
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.image_features(images))
+
+    def on_test_epoch_start(self) -> None:
+        self._preds, self._labels = [], []
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        images, labels = batch
+        feats = images.to(self.logit_scale.device) if images.dim() == 2 else self.image_features(images)
+        self._preds.append(self.logits(feats).argmax(-1).cpu())
+        self._labels.append(labels.cpu())
+
+    def on_test_epoch_end(self) -> None:
+        preds, labels = torch.cat(self._preds), torch.cat(self._labels)
+        task = dict(num_classes=max(self.n_classes, 2))
+        acc = float(tmf.multiclass_accuracy(preds, labels, average="micro", **task)) * 100.0
+        per_class = tmf.multiclass_accuracy(preds, labels, average="none", **task)[: self.n_classes]
+        self.test_results = {
+            "acc": acc,
+            "macro_f1": float(tmf.multiclass_f1_score(preds, labels, average="macro", **task)) * 100.0,
+            "per_class_acc": [float(a) * 100.0 for a in per_class],
+            **(self.probe or {}),
+        }
+        self.log("test/acc", acc)
