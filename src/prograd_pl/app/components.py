@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from omegaconf import DictConfig
 
 from prograd_pl.app.identity import flatten, method_label
+from prograd_pl.results.wandb_upload import sweep_group
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
@@ -30,11 +31,36 @@ def build_loggers(cfg: DictConfig, run_dir: Path, tags: dict[str, Any]) -> list:
         if str(node._target_).endswith("WandbLogger"):
             extra["name"] = f"{tags['method']}-{tags['dataset']}-{tags['shots']}shot-seed{tags['seed']}"
             if node.get("group") is None:
-                extra["group"] = f"{tags['setting']}-{tags['dataset']}-{tags['method']}-{tags['backbone']}"
+                extra["group"] = sweep_group(tags["setting"], tags["backbone"])
             extra["tags"] = [f"{k}:{v}" for k, v in tags.items()] + list(node.get("tags") or [])
         logger = instantiate(node)(save_dir=str(run_dir), **extra)
         loggers.append(logger)
     return loggers
+
+
+def metric_prefix(setting: str, own_dataset: str, eval_dataset: str, subsample: str) -> str:
+    """The metric name prefix of one evaluated target: ``test/base`` and ``test/new`` (base-to-new), else
+    ``test/<dataset>`` (the training dataset and each DG / cross-dataset target)."""
+    if setting == "base2new" and eval_dataset == own_dataset:
+        return f"test/{subsample}"
+    return f"test/{eval_dataset}"
+
+
+def finish_loggers(loggers: Sequence, records: Sequence[dict[str, Any]], setting: str) -> None:
+    """Log every target's accuracy under its own name, plus the harmonic mean ``test/H`` of a base-to-new run, then
+    close the loggers: a W&B run is finished, so the next job of a sweep in the same process starts its own."""
+    metrics: dict[str, float] = {}
+    for rec in records:
+        prefix = metric_prefix(setting, records[0]["dataset"], rec["eval_dataset"], rec["subsample"])
+        metrics[f"{prefix}/acc"] = float(rec["metrics"]["acc"])
+    base, new = metrics.get("test/base/acc"), metrics.get("test/new/acc")
+    if base is not None and new is not None:
+        metrics["test/H"] = 2 * base * new / (base + new) if base + new > 0 else 0.0
+    for logger in loggers:
+        logger.log_metrics(metrics)
+        logger.finalize("success")
+        if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
+            logger.experiment.finish()
 
 
 def log_config(loggers: Sequence, config: dict[str, Any]) -> None:
@@ -45,9 +71,12 @@ def log_config(loggers: Sequence, config: dict[str, Any]) -> None:
 
 def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> L.Trainer:
     """Lightning's Trainer from ``cfg.trainer``.  Lightning runs 32-true: the method does its own autocast of the
-    frozen towers and keeps what it learns in fp32 (``trainer.precision`` reaches it through the method config)."""
+    frozen towers and keeps what it learns in fp32 (``trainer.precision`` reaches it through the method config).
+    A job of a local parallel sweep that asks for one GPU gets one of its own (:func:`devices.job_devices`)."""
+    from prograd_pl.app.devices import job_devices
+
     return instantiate(
-        cfg.trainer, precision="32-true", logger=loggers or False, callbacks=callbacks,
+        cfg.trainer, devices=job_devices(cfg), precision="32-true", logger=loggers or False, callbacks=callbacks,
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
     )  # fmt: skip
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import prograd_pl
 from prograd_pl import paper
-from prograd_pl.app import components
+from prograd_pl.app import components, devices, resume
 from prograd_pl.app.config import check, compose, dataset_template, resolve
 from prograd_pl.app.evaluate import evaluate
 from prograd_pl.app.identity import (
@@ -180,17 +180,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer = components.build_trainer(cfg, loggers, components.build_callbacks(cfg))
 
     start = time.time()
+    resumed_epoch = epochs if trained_before is not None else 0
     if epochs > 0 and blob is None and trained_before is None:
         dm = components.build_datamodule(cfg, train_splits.train, train_splits.test, backbone)
         log.info("training %s on %s (%d shots, seed %d): %d images, %d classes, %d epochs", method, dataset, shots,
                  seed, len(train_splits.train), len(train_splits.classnames), epochs)  # fmt: skip
-        trainer.fit(module, train_dataloaders=dm.train_dataloader())
+        ckpt_opts = cfg.get("checkpoint") or {}
+        resumed_epoch = resume.fit(trainer, module, dm.train_dataloader(), out,
+                                   every_n_epochs=int(ckpt_opts.get("every_n_epochs", 1)),
+                                   enabled=bool(ckpt_opts.get("resume", True)), start_over=bool(cfg.redo))  # fmt: skip
         if trainer.is_global_zero:
             save_checkpoint(out / CHECKPOINT_NAME, module.prompt_learner, {
                 "backbone": backbone.name, "pretrained": cfg.model.pretrained, "dataset": dataset,
                 "classnames": list(train_splits.classnames), "method": method, "epoch": epochs, "seed": seed,
                 "shots": shots,
             })  # fmt: skip
+    world_size = trainer.world_size
+    trainer = devices.single_process_evaluation(trainer, cfg, loggers)  # rank 0 alone evaluates every test image once
     seconds = time.time() - start
     trained = epochs > 0 and blob is None
 
@@ -201,13 +207,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "train": {"epochs": epochs if trained else 0, "seconds": round(seconds, 3), "steps": module.steps_done,
                   "n_train": len(train_splits.train) if trained else 0,
                   "conflict_rate": module.conflicts / module.steps_done if module.steps_done else None,
-                  "lam": float(cfg.method.get("lam") or 0.0), "world_size": trainer.world_size,
-                  "resumed_epoch": epochs if trained_before is not None else 0},
+                  "lam": float(cfg.method.get("lam") or 0.0), "world_size": world_size,
+                  "resumed_epoch": resumed_epoch},
         "config": container, "identity": ident, "versions": versions(), "run_dir": str(out), "ckpt": cfg.ckpt,
     }  # fmt: skip
     records = []
     for (name, sub), sp in [((dataset, own_sub), train_splits), *targets.items()]:
         module.set_eval_classes(sp.classnames, template=dataset_template(name, cfg.dataset.template_source))
+        module.metric_prefix = components.metric_prefix(cfg.setting, dataset, name, sub)
         metrics = evaluate(module, trainer, cfg, sp, backbone)
         log.info("%s on %s (%s): acc %.2f%% over %d images", method, name, sub, metrics["acc"], metrics["n_test"])
         records.append({**base_record, "eval_dataset": name, "subsample": sub, "n_classes": len(sp.classnames),
@@ -218,6 +225,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         write_results(out / "results.json", {**records[0], "evals": [
             {"eval_dataset": r["eval_dataset"], "subsample": r["subsample"], "acc": r["metrics"]["acc"]}
             for r in records[1:]]})  # fmt: skip
+        if not (cfg.get("checkpoint") or {}).get("keep_last", False):
+            resume.remove_last(out)
+    components.finish_loggers(loggers, records, cfg.setting)  # per-target metric names, then close (W&B finish)
     return records[0]
 
 

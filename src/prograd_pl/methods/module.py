@@ -296,8 +296,9 @@ class PromptTuningModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         acc = self.test_acc.compute()
-        self.log("test/acc", acc * 100.0)
-        self.log("test/macro_f1", self.test_macro_f1.compute() * 100.0)
+        prefix = getattr(self, "metric_prefix", "test")  # one name per evaluated target: test/base, test/new, ...
+        self.log(f"{prefix}/acc", acc * 100.0)
+        self.log(f"{prefix}/macro_f1", self.test_macro_f1.compute() * 100.0)
         self.test_results = {
             "acc": float(acc) * 100.0,
             "macro_f1": float(self.test_macro_f1.compute()) * 100.0,
@@ -305,3 +306,20 @@ class PromptTuningModule(L.LightningModule):
         }
         self._eval_text = None
 
+    # ---- Lightning checkpoints (last.ckpt) -----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only what is learned (trainable tensors) and the run's counters: never the frozen CLIP weights."""
+        learned = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in learned}
+        checkpoint["prograd_pl"] = {"steps_done": self.steps_done, "skipped_steps": self.skipped_steps,
+                                    "conflicts": self.conflicts, "loss_scale": self.loss_scale}  # fmt: skip
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The learned tensors come from the checkpoint, everything frozen from this module (same backbone)."""
+        saved = checkpoint["state_dict"]
+        checkpoint["state_dict"] = {**{k: v for k, v in self.state_dict().items() if k not in saved}, **saved}
+        counters = checkpoint.get("prograd_pl", {})
+        self.steps_done = int(counters.get("steps_done", self.steps_done))
+        self.skipped_steps = int(counters.get("skipped_steps", self.skipped_steps))
+        self.conflicts = int(counters.get("conflicts", self.conflicts))
+        self.loss_scale = float(counters.get("loss_scale", self.loss_scale))

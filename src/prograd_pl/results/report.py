@@ -218,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", type=Path, action="append", default=[],
                    help="reference.csv of published numbers (experiments/<setting>/reference.csv) to print ours "
                    "beside, with the difference; repeatable")  # fmt: skip
+    p.add_argument("--wandb", action="store_true",
+                   help="also upload the tables (W&B Tables) and plots to each sweep's W&B group "
+                   "(<setting>-<backbone>); WANDB_MODE=offline writes them under --out for `wandb sync`")  # fmt: skip
+    p.add_argument("--wandb-project", default="prograd_pl", help="W&B project (default prograd_pl)")
+    p.add_argument("--wandb-entity", default=None, help="W&B entity (default: your default entity)")
+    p.add_argument("--wandb-group", default=None, help="upload everything to this group instead")
     return p
 
 
@@ -243,12 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = list(SETTINGS) if args.setting == "all" else [args.setting]
     written: list[Path] = []
     fewshot: list[Table] = []
+    built: dict[str, list[Table]] = {}
     for setting in settings:
         tables = build_tables(records, setting, args.seeds, args.shots)
         if not tables:
             if args.setting != "all":
                 print(f"note: no {setting} results under {root}", file=sys.stderr)
             continue
+        built[setting] = tables
         if setting == "fewshot":
             fewshot = tables
         elif not args.no_plot:
@@ -282,6 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no results for setting {args.setting} under {root}", file=sys.stderr)
         return 1
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    if args.wandb:
+        from prograd_pl.results.wandb_upload import upload
+
+        images = {s: [p for p in written if p.suffix == ".png" and p.stem.startswith(s)] for s in built}
+        groups = upload(built, images, project=args.wandb_project, entity=args.wandb_entity, out_dir=out,
+                        group=args.wandb_group)  # fmt: skip
+        print("uploaded to W&B group(s) " + ", ".join(groups), file=sys.stderr)
     return 0
 
 
