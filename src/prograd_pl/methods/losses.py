@@ -26,3 +26,14 @@ def check_finite(name: str, loss: torch.Tensor, step: int) -> None:
             f"the {name} loss is {loss.item()} at step {step}; expected a finite value (lower the learning rate, "
             "use trainer.precision=32, or check the inputs)."
         )
+
+
+def knowledge_guided_loss(text_features: torch.Tensor, handcrafted_features: torch.Tensor) -> torch.Tensor:
+    """KgCoOp's regulariser: ``1 - mean_c cos(w_c, w_clip_c)`` between learned and hand-crafted class features.
+
+    The paper writes ``||w - w_clip||^2`` of L2-normalised features, which is ``2 (1 - cos)``; the reference code
+    (and its weight 8.0) uses this cosine form.  Both inputs are ``[n_cls, dim]``; they are normalised here.
+    """
+    learned = F.normalize(text_features.float(), dim=-1)
+    fixed = F.normalize(handcrafted_features.float(), dim=-1)
+    return 1.0 - (learned * fixed).sum(-1).mean()

@@ -52,6 +52,8 @@ class PromptTuningModule(L.LightningModule):
         classnames: the classes (taken from the prompt learner when there is one).
     """
 
+    supported_methods: tuple[str, ...] = METHODS
+
     def __init__(
         self,
         backbone: Backbone,
@@ -72,8 +74,8 @@ class PromptTuningModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     ) -> None:
         super().__init__()
-        if method not in METHODS:
-            raise MethodError(f"method.name='{method}' is not one of {', '.join(METHODS)}.")
+        if method not in self.supported_methods:
+            raise MethodError(f"method.name='{method}' is not one of {', '.join(self.supported_methods)}.")
         if method != "zeroshot" and prompt_learner is None:
             raise MethodError(f"method '{method}' needs a prompt learner.")
         self.method = method
@@ -174,12 +176,11 @@ class PromptTuningModule(L.LightningModule):
     def configure_optimizers(self):
         if self.prompt_learner is None:
             return None
+        params = self.prompt_learner.learned_parameters()
         if self.optimizer_factory is not None:  # e.g. a partial torch.optim.SGD from the config
-            opt = self.optimizer_factory([self.prompt_learner.ctx])
+            opt = self.optimizer_factory(params)
         else:
-            opt = torch.optim.SGD(
-                [self.prompt_learner.ctx], lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
-            )
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         self._set_lr(opt, 0)
         return opt
 
@@ -196,7 +197,8 @@ class PromptTuningModule(L.LightningModule):
         dist = torch.distributed
         if self.prompt_learner is not None and dist.is_available() and dist.is_initialized():
             # every rank must start from the same context (DDP would broadcast parameters when wrapping)
-            torch.distributed.broadcast(self.prompt_learner.ctx.data, src=0)
+            for param in self.prompt_learner.learned_parameters():
+                torch.distributed.broadcast(param.data, src=0)
 
     def compute_update(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """The gradient the optimiser applies to ``ctx`` for this batch, and what to log.
@@ -248,13 +250,16 @@ class PromptTuningModule(L.LightningModule):
         images, labels = batch
         opt = self.optimizers()  # LightningOptimizer: its step() advances global_step (max_steps, logging)
         grad, logs = self.compute_update(images, labels)
-        ctx = self.prompt_learner.ctx
-        if not torch.isfinite(grad).all():
+        # one gradient (the context) or one per learned parameter (e.g. CoCoOp's context and meta-net)
+        grads = list(grad) if isinstance(grad, (list, tuple)) else [grad]
+        params = self.prompt_learner.learned_parameters()
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
             # only reachable with fp16 loss scaling: skip the step and lower the scale, as a GradScaler would
             self.skipped_steps += 1
             self.loss_scale /= 2.0
         else:
-            ctx.grad = grad.to(ctx.dtype)
+            for param, g in zip(params, grads, strict=True):
+                param.grad = g.to(param.dtype)
             opt.step()
             opt.zero_grad(set_to_none=True)
         self.steps_done += 1

@@ -203,6 +203,27 @@ class PromptLearner(nn.Module):
             return self.encoder.encode_shared_prefix(prefix, suffix, self.eot)
         return self.encoder.encode_embeddings(self.prompt_embeddings(), self.eot, truncate=mode == "truncated")
 
+    def learned_parameters(self) -> list[nn.Parameter]:
+        """What the optimiser trains, in a fixed order (the context; subclasses add e.g. a meta-network)."""
+        return [self.ctx]
+
+    def learned_state(self) -> dict[str, torch.Tensor]:
+        """Everything learned, by name (what a checkpoint stores besides :meth:`meta`)."""
+        return {name: p.detach().cpu().clone() for name, p in self.named_parameters()}
+
+    @torch.no_grad()
+    def load_learned_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy a :meth:`learned_state` back in; names and shapes must match."""
+        own = dict(self.named_parameters())
+        if set(own) != set(state):
+            raise PromptError(f"checkpoint holds {sorted(state)}, this prompt learns {sorted(own)}.")
+        for name, value in state.items():
+            if own[name].shape != value.shape:
+                raise PromptError(
+                    f"checkpoint tensor '{name}' has shape {tuple(value.shape)}, expected {tuple(own[name].shape)}."
+                )
+            own[name].copy_(value.to(own[name].dtype))
+
     def meta(self) -> dict:
         """What rebuilds this prompt (stored in checkpoints next to ``ctx``)."""
         return {

@@ -1,0 +1,195 @@
+"""``rule=prograd``: ProGrad's projection on another method's task gradient, per tensor (default) or over the
+whole vector; on CoCoOp it equals a hand-written projected step; DDP averages before projecting."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from test_cocoop import NAMES, images_for, learner, reference_text
+from torch.utils.data import DataLoader, TensorDataset
+
+from prograd_pl.methods.method_module import MethodModule
+from prograd_pl.methods.module import MethodError, PromptTuningModule
+from prograd_pl.methods.projection import project_parameters
+from prograd_pl.models.prompt_learner import PromptLearner
+
+TEMPLATE = "a photo of a {}."
+LR, MOM, WD, LAM = 0.1, 0.9, 5e-4, 1.0
+
+
+def hand_project(d: torch.Tensor, g: torch.Tensor, lam: float) -> tuple[torch.Tensor, bool]:
+    """Spec §1.3 written out: remove lam times the component of d along g when their cosine is negative."""
+    dot = (d * g).sum()
+    conflict = bool(dot / (d.norm() * g.norm()) < 0)
+    return (d - lam * dot / (g * g).sum() * g if conflict else d), conflict
+
+
+def test_project_parameters_per_tensor_and_whole_vector():
+    d = [torch.tensor([1.0, 0.0]), torch.tensor([[1.0, 1.0]])]
+    g = [torch.tensor([-1.0, 1.0]), torch.tensor([[3.0, 3.0]])]  # first conflicts, second aligned
+    out, cos = project_parameters(d, g, 1.0, "tensor")
+    assert cos[0] < 0 < cos[1]
+    assert torch.allclose(out[0], torch.tensor([0.5, 0.5])) and out[1] is d[1]
+    # as one vector: <d, g> = -1 + 6 > 0, nothing is projected
+    out_v, cos_v = project_parameters(d, g, 1.0, "vector")
+    assert len(cos_v) == 1 and cos_v[0] > 0
+    assert all(torch.equal(a, b) for a, b in zip(out_v, d))
+    g2 = [torch.tensor([-1.0, 1.0]), torch.tensor([[-1.0, 0.0]])]  # whole vector conflicts
+    out_v, _ = project_parameters(d, g2, 0.5, "vector")
+    flat, _ = hand_project(torch.cat([x.flatten() for x in d]), torch.cat([x.flatten() for x in g2]), 0.5)
+    assert torch.allclose(torch.cat([x.flatten() for x in out_v]), flat)
+    assert out_v[1].shape == (1, 2)
+    with pytest.raises(ValueError, match="rule_scope='layer'"):
+        project_parameters(d, g, 1.0, "layer")
+
+
+def hand_cocoop_rule_step(backbone, pl0, images, labels, scope):
+    """CoCoOp + ProGrad rule by hand: 77-token prompts, KL and CE gradients by backward, projection, SGD step."""
+    model = backbone.model
+    ctx = pl0.ctx.detach().clone().requires_grad_(True)
+    net = copy.deepcopy(pl0.meta_net)
+    params = [ctx, *net.parameters()]
+    scale = model.logit_scale.exp()
+    img = F.normalize(model.encode_image(images), dim=-1)
+    text = F.normalize(reference_text(backbone, ctx, net, img, NAMES), dim=-1)
+    logits = scale * torch.einsum("bd,bcd->bc", img, text)
+    with torch.no_grad():
+        zs = F.normalize(
+            model.encode_text(backbone.tokenizer([TEMPLATE.format(n.replace("_", " ")) for n in NAMES])),
+            dim=-1,
+        )
+    t_logits = scale * img @ zs.t()
+    kl = -(F.softmax(t_logits, -1) * F.log_softmax(logits, -1)).sum(-1).mean()
+    ce = F.cross_entropy(logits, labels)
+    kl.backward(retain_graph=True)
+    g_g = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    ce.backward()
+    g_d = [p.grad.clone() for p in params]
+    if scope == "tensor":
+        pairs = [hand_project(d, g, LAM) for d, g in zip(g_d, g_g)]
+        grads, conflicts = [p[0] for p in pairs], [p[1] for p in pairs]
+    else:
+        flat, c = hand_project(
+            torch.cat([x.flatten() for x in g_d]), torch.cat([x.flatten() for x in g_g]), LAM
+        )
+        grads, conflicts = (
+            [x.view_as(d) for x, d in zip(torch.split(flat, [d.numel() for d in g_d]), g_d)],
+            [c],
+        )
+    new = [(p - LR * (g + WD * p)).detach() for p, g in zip(params, grads)]
+    ce_only = [(p - LR * (d + WD * p)).detach() for p, d in zip(params, g_d)]
+    return new, conflicts, ce_only
+
+
+def fit_one_step(module, images, labels):
+    trainer = L.Trainer(
+        max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=len(labels)))
+
+
+@pytest.mark.parametrize("scope", ["tensor", "vector"])
+def test_rule_prograd_on_cocoop_equals_hand_written_projected_step(tiny_backbone, scope):
+    images = images_for(tiny_backbone, 2, seed=21)
+    pl = learner(tiny_backbone)
+    # labels for which some tensors conflict and others do not (per tensor), or the whole vector conflicts
+    for seed in range(60):
+        labels = torch.randint(0, len(NAMES), (2,), generator=torch.Generator().manual_seed(seed))
+        ref, conflicts, ce_only = hand_cocoop_rule_step(tiny_backbone, pl, images, labels, scope)
+        if (scope == "tensor" and any(conflicts) and not all(conflicts)) or (
+            scope == "vector" and conflicts[0]
+        ):
+            break
+    else:
+        pytest.fail("no labelling with the wanted conflict pattern")
+    module = MethodModule(
+        tiny_backbone, pl, method="cocoop", rule="prograd", rule_scope=scope, lam=LAM, template=TEMPLATE, lr=LR,
+        momentum=MOM, weight_decay=WD, max_epochs=1, warmup_epochs=0,
+    )  # fmt: skip
+    fit_one_step(module, images, labels)
+    ours = [p.detach() for p in pl.learned_parameters()]
+    for o, r in zip(ours, ref):
+        assert (o - r).abs().max() <= 1e-5
+    assert module.conflicts == 1
+    # the projection changed the update of the conflicting tensors only
+    flags = conflicts if scope == "tensor" else [True] * len(ref)
+    for r, c, flag in zip(ref, ce_only, flags):
+        assert bool((r - c).abs().max() > 1e-6) == flag
+
+
+def test_rule_prograd_on_coop_is_method_prograd(tiny_backbone):
+    images = images_for(tiny_backbone, 8, seed=22)
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
+    results = {}
+    for method, rule in (("prograd", "none"), ("coop", "prograd")):
+        pl = PromptLearner(tiny_backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
+        module = MethodModule(tiny_backbone, pl, method=method, rule=rule, lam=LAM, template=TEMPLATE, lr=LR,
+                              max_epochs=1, warmup_epochs=0)  # fmt: skip
+        grad, logs = module.compute_update(images, labels)
+        results[method] = (grad if torch.is_tensor(grad) else grad[0], logs["grad_cos"])
+    assert torch.equal(results["prograd"][0], results["coop"][0])
+    assert results["prograd"][1] == pytest.approx(results["coop"][1], abs=1e-6)
+
+
+def test_rule_options_are_checked(tiny_backbone):
+    pl = PromptLearner(tiny_backbone, NAMES, n_ctx=4, init="phrase", phrase="a photo of a")
+    with pytest.raises(MethodError, match="already is the rule"):
+        MethodModule(tiny_backbone, pl, method="prograd", rule="prograd")
+    with pytest.raises(MethodError, match="not 'kd'"):
+        MethodModule(tiny_backbone, pl, method="kd", rule="prograd")
+    with pytest.raises(MethodError, match="rule='pcgrad'"):
+        MethodModule(tiny_backbone, pl, method="coop", rule="pcgrad")
+    with pytest.raises(MethodError, match="rule_scope='all'"):
+        MethodModule(tiny_backbone, pl, method="coop", rule="prograd", rule_scope="all")
+    with pytest.raises(MethodError, match="method.name='cocop'"):
+        MethodModule(tiny_backbone, pl, method="cocop")
+    with pytest.raises(MethodError, match="method.name='cocoop'"):
+        PromptTuningModule(tiny_backbone, pl, method="cocoop")  # the base module keeps its own list
+
+
+def _ddp_worker(rank, world, tmp, state_path, images, labels):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PROGRAD_TEST_PORT"])
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    from prograd_pl.models.backbone import load_backbone
+
+    backbone = load_backbone("prograd-tiny", None)
+    backbone.model.load_state_dict(torch.load(state_path, weights_only=True))
+    module = MethodModule(backbone, learner(backbone), method="cocoop", rule="prograd", template=TEMPLATE)
+    half = len(labels) // world
+    sl = slice(rank * half, (rank + 1) * half)
+    grads, logs = module.compute_update(images[sl], labels[sl])
+    if rank == 0:
+        torch.save({"grads": grads, "cos": logs["grad_cos"]}, os.path.join(tmp, "ddp.pt"))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_cocoop_rule_two_gloo_processes_equal_one_process(tiny_backbone, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        os.environ["PROGRAD_TEST_PORT"] = str(s.getsockname()[1])
+    state_path = tmp_path / "state.pt"
+    torch.save(tiny_backbone.model.state_dict(), state_path)
+    images = images_for(tiny_backbone, 4, seed=23)
+    labels = torch.tensor([0, 5, 2, 3])
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path), str(state_path), images, labels), nprocs=2, join=True)
+    got = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    module = MethodModule(
+        tiny_backbone, learner(tiny_backbone), method="cocoop", rule="prograd", template=TEMPLATE
+    )
+    full, logs = module.compute_update(images, labels)
+    assert got["cos"] == pytest.approx(logs["grad_cos"], abs=1e-5)
+    for g, f in zip(got["grads"], full):
+        assert (g - f).abs().max() <= 1e-6 + 1e-5 * f.abs().max()
