@@ -37,7 +37,8 @@ lint: install ## ruff lint
 demo: install ## zero-shot vs CoOp vs ProGrad on a mini task, 3 seeds, prints a table
 	$(PY) -m prograd_pl.sweep base2new --experiment mini_demo --summary mini_textures --data-root $(DATA) --output-root $(OUT)/demo
 
-bench: install ## time and memory of one ProGrad step: plain reference vs ours (RN50, 100 classes)
+bench: install ## time and memory of one ProGrad step and one CoCoOp step: plain reference vs ours
+	$(PY) benchmarks/bench_cocoop.py
 	$(PY) benchmarks/bench_step.py
 
 bench-data: install ## training-loader throughput (decode + augment) at 0/2/4/8 workers vs the model's images/s

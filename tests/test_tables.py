@@ -16,7 +16,7 @@ from prograd_pl.results.aggregate import mean_std
 @pytest.mark.parametrize("setting", ["fewshot", "base2new"])
 def test_sweep_then_report_on_the_mini_world(tmp_path, setting):
     out = tmp_path / "out"
-    grid = ["shots=1,2", "seed=1,2"] if setting == "fewshot" else ["seed=1,2"]
+    grid = ["shots=1,2", "seed=1,2"] if setting == "fewshot" else ["seed=1,2", "--methods", "coop,cocoop,prograd"]
     cmd = [sys.executable, "-m", "prograd_pl.sweep", setting, "--model", "mini", "--data-root", str(tmp_path / "data"),
            "--output-root", str(out), "model=tiny", "dataset=mini_shapes", *grid, "trainer.max_epochs=1",
            "threads=1", "progress_bar=none", "logger=none"]  # fmt: skip
@@ -29,8 +29,8 @@ def test_sweep_then_report_on_the_mini_world(tmp_path, setting):
     records = [json.loads(p.read_text()) for p in out.rglob("results.json")]
     if setting == "fewshot":
         assert (out / "tables" / "fewshot_curves.png").stat().st_size > 1000
-        # 2 shots x 2 seeds x 2 methods + one zero-shot run
-        assert len(records) == 9
+        # 2 shots x 2 seeds x 3 methods (coop, linear_probe, prograd) + one zero-shot run
+        assert len(records) == 13 and {r["method"] for r in records} == {"coop", "linear_probe", "prograd", "zeroshot"}
         accs = [r["metrics"]["acc"] for r in records if r["method"] == "prograd" and r["shots"] == 2]
         mean, std = mean_std(accs)
         with open(out / "tables" / "fewshot.csv") as fh:
@@ -41,4 +41,5 @@ def test_sweep_then_report_on_the_mini_world(tmp_path, setting):
     else:
         subs = sorted((r["method"], r["subsample"]) for r in records)
         assert subs.count(("prograd", "new")) == 2 and subs.count(("zeroshot", "base")) == 1
+        assert subs.count(("cocoop", "new")) == 2 and "cocoop" in md
         assert "H" in md

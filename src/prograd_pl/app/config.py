@@ -66,6 +66,9 @@ RESOLVERS = {
     "pg.epochs": lambda dataset, shots, method: paper.recipe_epochs(str(dataset), _as_int(shots, "shots"), str(method)),
     "pg.lambda": lambda dataset, shots: paper.recipe_lambda(str(dataset), _as_int(shots, "shots")),
     "pg.batch_size": lambda method: paper.recipe_batch_size(str(method)),
+    "pg.rule_lambda": lambda rule, dataset, shots: (
+        paper.recipe_lambda(str(dataset), _as_int(shots, "shots")) if str(rule) == "prograd" else 0.0
+    ),
     "pg.template": lambda dataset, source: dataset_template(str(dataset), str(source)),
     "pg.workers": _workers,
     "pg.list": _list,
@@ -171,8 +174,17 @@ def check(cfg: DictConfig) -> None:
     if cfg.threads is not None:
         _check_int(cfg, "threads", 1)
     m = cfg.method
+    rule = m.get("rule", "none")
+    if "rule" in m:
+        _check_choice(cfg, "method.rule", ("none", "prograd"))
+        _check_choice(cfg, "method.rule_scope", ("tensor", "vector"))
+        if rule != "none" and method not in ("coop", "cocoop", "kgcoop"):
+            raise ConfigError(f"method.rule={rule} applies to method coop, cocoop or kgcoop, not method={method}.")
+    if method == "linear_probe" and cfg.setting != "fewshot":
+        raise ConfigError(f"method=linear_probe classifies only its training classes; use setting=fewshot, "
+                          f"not setting={cfg.setting}.")  # fmt: skip
     if "lam" in m and m.lam is not None:
-        _check_number(cfg, "method.lam", 0.0, 1.0 if method == "prograd" else None)
+        _check_number(cfg, "method.lam", 0.0, 1.0 if (method == "prograd" or rule == "prograd") else None)
     if "temperature" in m:
         _check_number(cfg, "method.temperature", 0.0, strict_low=True)
     if m.get("optim") is not None:

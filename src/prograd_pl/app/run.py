@@ -137,7 +137,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             return done
     dataset, method, seed = str(cfg.dataset.name), str(cfg.method.name), int(cfg.seed)
     shots = int(ident["shots"])
-    epochs = int(ident["trainer"]["max_epochs"])
+    epochs = 0 if method_name_is_probe(cfg) else int(ident["trainer"]["max_epochs"])
     blob = read_checkpoint(cfg.ckpt) if cfg.ckpt is not None else None
 
     # data first: every bad path or option is reported before the model is built
@@ -181,6 +181,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     start = time.time()
     resumed_epoch = epochs if trained_before is not None else 0
+    if method == "linear_probe":  # no gradient steps: logistic regression on frozen train/val features
+        loader = lambda items: components.build_datamodule(cfg, [], items, backbone).test_dataloader()  # noqa: E731
+        probe = module.fit_loaders(loader(train_splits.train), loader(train_splits.val))
+        log.info("linear probe on %s: C=%.3g chosen on val (%.2f%%)", dataset, probe["C"], probe["val_acc"])
     if epochs > 0 and blob is None and trained_before is None:
         dm = components.build_datamodule(cfg, train_splits.train, train_splits.test, backbone)
         log.info("training %s on %s (%d shots, seed %d): %d images, %d classes, %d epochs", method, dataset, shots,
@@ -229,6 +233,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             resume.remove_last(out)
     components.finish_loggers(loggers, records, cfg.setting)  # per-target metric names, then close (W&B finish)
     return records[0]
+
+
+def method_name_is_probe(cfg: DictConfig) -> bool:
+    """The linear probe has no gradient steps, whatever trainer.max_epochs says."""
+    return str(cfg.method.name) == "linear_probe"
 
 
 def versions() -> dict[str, str]:

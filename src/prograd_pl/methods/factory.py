@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from prograd_pl.methods.method_module import MethodModule
 from prograd_pl.methods.module import PromptTuningModule
 from prograd_pl.models.backbone import Backbone
 from prograd_pl.models.prompt_learner import PromptLearner
@@ -31,8 +32,15 @@ def prompt_tuning(
     warmup_epochs: int = 1,
     warmup_lr: float = 1e-5,
     seed: int = 0,
+    rule: str = "none",
+    rule_scope: str = "tensor",
+    kg_weight: float = 8.0,
 ) -> PromptTuningModule:
-    """A :class:`PromptTuningModule` for method ``name`` (zeroshot | coop | prograd | kd).
+    """A :class:`MethodModule` for method ``name`` (zeroshot | coop | prograd | kd | cocoop | kgcoop).
+
+    ``rule='prograd'`` projects the task gradient of coop, cocoop or kgcoop against the KL-to-zero-shot gradient
+    (``lam``; per learned tensor, or over the whole vector with ``rule_scope='vector'``); ``kg_weight`` is KgCoOp's
+    weight of its regulariser.
 
     ``prompt`` is a prompt learner, or a partial ``PromptLearner`` from the config that is built here for
     ``classnames`` with its random initialisation drawn from ``seed`` (a private generator: the global RNG is
@@ -44,8 +52,9 @@ def prompt_tuning(
         learner = learner(backbone, list(classnames), template=template,
                           generator=torch.Generator().manual_seed(int(seed)))  # fmt: skip
     lr = _keyword(optim, "lr", 0.002)
-    return PromptTuningModule(
-        backbone, learner, method=name, template=template, lam=lam, temperature=temperature, lr=lr,
+    return MethodModule(
+        backbone, learner, method=name, rule=rule, rule_scope=rule_scope, kg_weight=kg_weight, template=template,
+        lam=lam, temperature=temperature, lr=lr,
         momentum=_keyword(optim, "momentum", 0.9), weight_decay=_keyword(optim, "weight_decay", 5e-4),
         max_epochs=max(int(max_epochs), 1), warmup_epochs=warmup_epochs, warmup_lr=warmup_lr, encoding=encoding,
         mixed_dtype=MIXED_DTYPES.get(str(precision)), classnames=list(classnames), optimizer=optim,

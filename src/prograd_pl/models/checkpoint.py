@@ -49,30 +49,22 @@ def check_fits(blob: dict[str, Any], path: str | Path, backbone_name: str, text_
 
 
 def save_checkpoint(path: str | Path, learner: Any, meta: dict[str, Any]) -> None:
-    """Only the learned context and what rebuilds the prompt; written atomically."""
-    blob = {"ctx": learner.ctx.detach().cpu().clone(), "meta": {**learner.meta(), **meta, "format": CHECKPOINT_FORMAT}}
+    """Only what was learned (``ctx``, and by name every learned tensor) and what rebuilds the prompt; atomic."""
+    from prograd_pl.models.learners import checkpoint_payload
+
+    blob = checkpoint_payload(learner, {**meta, "format": CHECKPOINT_FORMAT})
     with atomic_open(Path(path), "wb") as fh:
         torch.save(blob, fh)
 
 
 def learner_from_checkpoint(blob: dict[str, Any], backbone: Any, classnames: Sequence[str], template: str):
-    """Rebuild the prompt learner of a checkpoint for ``classnames`` (the template follows the target dataset when
-    the context was initialised from a template, as in the reference)."""
-    from prograd_pl.models.prompt_learner import PromptLearner
+    """Rebuild the prompt learner of a checkpoint (CoOp context or CoCoOp context + meta-net) for ``classnames``
+    (the template follows the target dataset when the context was initialised from a template, as in the
+    reference)."""
+    from prograd_pl.models import learners
+    from prograd_pl.models.prompt_learner import PromptError
 
-    meta = blob["meta"]
-    init = meta["init"]
-    learner = PromptLearner(
-        backbone, classnames if not meta["csc"] else meta["classnames"], n_ctx=meta["n_ctx"], init=init,
-        template=template if init == "template" else meta["template"], phrase=meta.get("phrase"), csc=meta["csc"],
-        position=meta["position"],
-    )  # fmt: skip
-    if learner.ctx.shape != blob["ctx"].shape:
-        raise ConfigError(
-            f"checkpoint context has shape {tuple(blob['ctx'].shape)}, expected {tuple(learner.ctx.shape)} "
-            f"(n_ctx={meta['n_ctx']}, csc={meta['csc']})."
-        )
-    learner.ctx.data.copy_(blob["ctx"].float())
-    if meta["csc"] and list(classnames) != list(meta["classnames"]):
-        learner.set_classnames(classnames)
-    return learner
+    try:
+        return learners.learner_from_checkpoint(blob, backbone, classnames, template)
+    except PromptError as err:
+        raise ConfigError(str(err)) from None
