@@ -15,7 +15,9 @@ Four measurements, each in its own fresh subprocess so that peak memory (``ru_ma
    device, i.e. the GPU-memory estimate of the activations.
 
 One warm-up step (also the same-update check), then ``--reps`` timed steps; medians are reported.
-Usage: ``python benchmarks/bench_step.py [--reps N] [--compile]``.
+Usage: ``python benchmarks/bench_step.py [--reps N] [--threads N] [--compile]`` (``--threads 1`` gives steadier
+figures on a machine that other jobs load: intra-op threads that wait for descheduled peers slow the many small
+text-side operations far more than the large convolutions).
 """
 
 from __future__ import annotations
@@ -108,11 +110,17 @@ def job_step(variant: str, reps: int, out: Path, compile_image: bool) -> dict:
         module = step.module
         model = case.backbone.model
         with torch.no_grad():
-            image = {"ours (fp32, exact)": timed(lambda: module.image_features(case.images), reps, case.device)}
+            image = {
+                "ours (fp32, exact)": timed(lambda: module.image_features(case.images), reps, case.device)
+            }
             configure_image_pass(model, fast=False)
-            image["before (open_clip as loaded)"] = timed(lambda: model.encode_image(case.images), reps, case.device)
+            image["before (open_clip as loaded)"] = timed(
+                lambda: model.encode_image(case.images), reps, case.device
+            )
             configure_image_pass(model, fast=True, bf16=True)
-            image["option model.image_bf16"] = timed(lambda: model.encode_image(case.images), reps, case.device)
+            image["option model.image_bf16"] = timed(
+                lambda: model.encode_image(case.images), reps, case.device
+            )
             if compile_image:
                 configure_image_pass(model, fast=True, compile=True)
                 t0 = time.perf_counter()
@@ -165,7 +173,9 @@ def job_text(variant: str, reps: int, out: Path) -> dict:
     step = plain_step(case)[0] if variant == "plain" else our_step(case, "prograd")
     res["step_activation_bytes"] = activation_bytes(step, model, case.learner)
     with torch.no_grad():
-        case.learner.ctx.copy_(ctx0)  # the step moved the context; the gradient check below starts from the init
+        case.learner.ctx.copy_(
+            ctx0
+        )  # the step moved the context; the gradient check below starts from the init
     res["step_activation_bytes_image_only"] = activation_bytes(lambda: model.encode_image(case.images), model)
     del step
     run = text_side(case, variant)
@@ -213,18 +223,25 @@ def _load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3, help="timed steps per variant after 1 warm-up (default 3)")
-    parser.add_argument("--compile", action="store_true", help="also time the torch.compile image-pass option")
+    parser.add_argument(
+        "--reps", type=int, default=3, help="timed steps per variant after 1 warm-up (default 3)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time the torch.compile image-pass option"
+    )
+    parser.add_argument("--threads", type=int, help="torch intra-op threads in every job (default: torch's)")
     parser.add_argument("--job", choices=JOBS, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reps < 1:
         parser.error("--reps must be at least 1")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.job:
         run_job(args.job, args.reps, args.out, args.compile)
         return
-
-    import torch
 
     wall = time.perf_counter()
     print(
@@ -232,22 +249,32 @@ def main() -> None:
         f"  whole step: {STEP_MODEL}, {STEP_CLASSES} classes (CIFAR-100 names), 224 px\n"
         f"  text side:  {TEXT_MODEL}, {TEXT_CLASSES} ImageNet class names (plain measured on {TEXT_SLICE}, scaled)"
     )
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}")
+    print(
+        f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} intra-op threads per job"
+    )
     print(f"load average at start (1/5/15 min): {_load()}")
-    print(f"1 warm-up + {args.reps} timed repetitions per variant, each job in a fresh subprocess", flush=True)
+    print(
+        f"1 warm-up + {args.reps} timed repetitions per variant, each job in a fresh subprocess", flush=True
+    )
     res, tensors = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for job in JOBS:
             out = Path(tmp) / f"{job}.json"
             cmd = [sys.executable, str(Path(__file__).resolve()), "--job", job, "--reps", str(args.reps)]
-            subprocess.run([*cmd, "--out", str(out), *(["--compile"] if args.compile else [])], check=True)
+            extra = (["--compile"] if args.compile else []) + (
+                ["--threads", str(args.threads)] if args.threads else []
+            )
+            subprocess.run([*cmd, "--out", str(out), *extra], check=True)
             res[job] = json.loads(out.read_text())
             tensors[job] = torch.load(out.with_suffix(".pt"))
             print(f"  {job}: done ({time.perf_counter() - wall:.0f} s so far, load {_load()})", flush=True)
 
     sp, so = res["step-plain"], res["step-ours"]
     print(f"\n== whole step, {STEP_MODEL}, {STEP_CLASSES} classes (torch threads: {so['threads']}) ==")
-    print(f"{'variant':<13} {'s/step':>8} {'steps (s)':>22} {'CPU s/step':>11} {'peak RSS MB':>12} {'step peak Δ MB':>15}")
+    print(
+        f"{'variant':<13} {'s/step':>8} {'steps (s)':>22} {'CPU s/step':>11} {'peak RSS MB':>12} {'step peak Δ MB':>15}"
+    )
     for name, r in (("plain", sp), ("ours prograd", so)):
         steps = " ".join(f"{t:.2f}" for t in r["times"])
         print(
@@ -256,7 +283,9 @@ def main() -> None:
         )
     steps = " ".join(f"{t:.2f}" for t in so["coop_times"])
     print(f"{'ours coop':<13} {so['coop_median']:>8.3f} {steps:>22} {so['coop_cpu_median']:>11.2f}")
-    print("  CPU s/step = process CPU time (all threads) per step, less sensitive to other load on the machine")
+    print(
+        "  CPU s/step = process CPU time (all threads) per step, less sensitive to other load on the machine"
+    )
     print("  peak RSS = whole process (plain includes the teacher's second CLIP copy, as the reference)")
     for name, r in (("plain", sp), ("ours prograd", so)):
         print(f"breakdown, {name} (s):")
@@ -273,7 +302,9 @@ def main() -> None:
     print(f"  same weights and init ctx: {same_init}")
     print(f"  grad cos(g_ce, g_kl): plain {sp['cos']:+.6f}, ours {so['cos']:+.6f}")
     print(f"  max |update diff| / max |update|: {float((upd_p - upd_o).abs().max() / upd_p.abs().max()):.3e}")
-    print(f"  max |grad diff| / max |grad|: {float((p['grad'] - o['grad']).abs().max() / p['grad'].abs().max()):.3e}")
+    print(
+        f"  max |grad diff| / max |grad|: {float((p['grad'] - o['grad']).abs().max() / p['grad'].abs().max()):.3e}"
+    )
 
     tp, to = res["text-plain"], res["text-ours"]
     k = TEXT_CLASSES / tp["classes"]
@@ -300,9 +331,13 @@ def main() -> None:
     print(f"  same gradients on the first 100 classes: max |diff| / max |grad| = {rel:.3e}")
 
     act_plain, act_ours = tp["step_activation_bytes"] * k, to["step_activation_bytes"]
-    print(f"\n== activation memory of one full ProGrad step, {TEXT_MODEL}, ImageNet ({TEXT_CLASSES} classes), batch 32 ==")
-    print(f"  plain: {act_plain / gib:.2f} GiB (measured on {tp['classes']} classes: {tp['step_activation_bytes'] / gib:.3f}"
-          f" GiB, x{k:.0f})")
+    print(
+        f"\n== activation memory of one full ProGrad step, {TEXT_MODEL}, ImageNet ({TEXT_CLASSES} classes), batch 32 =="
+    )
+    print(
+        f"  plain: {act_plain / gib:.2f} GiB (measured on {tp['classes']} classes: {tp['step_activation_bytes'] / gib:.3f}"
+        f" GiB, x{k:.0f})"
+    )
     print(f"  ours:  {act_ours / gib:.2f} GiB")
     print(
         "  = bytes autograd saves for the backward (each storage once, frozen weights excluded); the frozen image"
@@ -312,13 +347,17 @@ def main() -> None:
 
     print(f"\nload average at end (1/5/15 min): {_load()}")
     print(f"wall time of the whole benchmark: {time.perf_counter() - wall:.1f} s")
-    print(f"ratios in CPU time: prograd/coop {so['cpu_median'] / so['coop_cpu_median']:.3f}x, "
-          f"1000 classes {plain_cpu / to['cpu_median']:.2f}x, saved-tensor memory 1000 classes "
-          f"{tp['text_activation_bytes'] * k / to['text_activation_bytes']:.2f}x")
+    print(
+        f"ratios in CPU time: prograd/coop {so['cpu_median'] / so['coop_cpu_median']:.3f}x, "
+        f"1000 classes {plain_cpu / to['cpu_median']:.2f}x, saved-tensor memory 1000 classes "
+        f"{tp['text_activation_bytes'] * k / to['text_activation_bytes']:.2f}x"
+    )
     print(f"prograd/coop step: {so['median'] / so['coop_median']:.3f}x")
     print(f"speedup 1000 classes: {plain_s / to['median']:.2f}x")
     print(f"memory ratio 1000 classes: {plain_mb / max(to['peak_delta_mb'], 1.0):.2f}x")
-    print(f"speedup: {sp['median'] / so['median']:.2f}x (CPU time {sp['cpu_median'] / so['cpu_median']:.2f}x)")
+    print(
+        f"speedup: {sp['median'] / so['median']:.2f}x (CPU time {sp['cpu_median'] / so['cpu_median']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":
