@@ -15,7 +15,9 @@ Four measurements, each in its own fresh subprocess so that peak memory (``ru_ma
    device, i.e. the GPU-memory estimate of the activations.
 
 One warm-up step (also the same-update check), then ``--reps`` timed steps; medians are reported.
-Usage: ``python benchmarks/bench_step.py [--reps N] [--compile]``.
+Usage: ``python benchmarks/bench_step.py [--reps N] [--threads N] [--compile]`` (``--threads 1`` gives steadier
+figures on a machine that other jobs load: intra-op threads that wait for descheduled peers slow the many small
+text-side operations far more than the large convolutions).
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def job_step(variant: str, reps: int, out: Path, compile_image: bool) -> dict:
     times, cpu_times, coop_times, coop_cpu = [], [], [], []
     if variant == "ours":
         coop()
-    for _ in range(reps):  # ours: prograd and coop steps interleaved, so that load changes hit both alike
+    # ours: prograd and coop steps interleaved, so that load changes hit both alike; at least 5 pairs for the ratio
+    for _ in range(reps if variant == "plain" else max(reps, 5)):
         t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
@@ -103,35 +106,8 @@ def job_step(variant: str, reps: int, out: Path, compile_image: bool) -> dict:
     if variant == "plain":
         breakdown = {k: statistics.median(v[1:]) for k, v in parts.items()}  # timed reps only
     else:
-        from prograd_pl.models.backbone import configure_image_pass
-
-        module = step.module
-        model = case.backbone.model
-        with torch.no_grad():
-            image = {"ours (fp32, exact)": timed(lambda: module.image_features(case.images), reps, case.device)}
-            configure_image_pass(model, fast=False)
-            image["before (open_clip as loaded)"] = timed(lambda: model.encode_image(case.images), reps, case.device)
-            configure_image_pass(model, fast=True, bf16=True)
-            image["option model.image_bf16"] = timed(lambda: model.encode_image(case.images), reps, case.device)
-            if compile_image:
-                configure_image_pass(model, fast=True, compile=True)
-                t0 = time.perf_counter()
-                model.encode_image(case.images)
-                compile_s = time.perf_counter() - t0
-                image[f"option model.image_compile (compile {compile_s:.0f} s)"] = timed(
-                    lambda: model.encode_image(case.images), reps, case.device
-                )
-            configure_image_pass(model)
-            text_fwd = timed(lambda: module.text_features(), reps, case.device)
-        res["image_pass"] = image
-        img_s = image["ours (fp32, exact)"]["s"]
-        breakdown = {
-            "image encoding (one pass)": img_s,
-            "text forward (shared prefix, packed)": text_fwd["s"],
-            "losses, 2 grads (one text backward each), projection, SGD": max(
-                0.0, statistics.median(times) - img_s - text_fwd["s"]
-            ),
-        }
+        res.update(_image_pass_and_breakdown(case, step, reps, compile_image))
+        breakdown = res.pop("breakdown")
         res["coop_median"] = statistics.median(coop_times)
         res["coop_cpu_median"] = statistics.median(coop_cpu)
         res["coop_times"] = coop_times
@@ -151,6 +127,63 @@ def job_step(variant: str, reps: int, out: Path, compile_image: bool) -> dict:
     return res
 
 
+def _image_pass_and_breakdown(case, step, reps: int, compile_image: bool) -> dict:
+    """The image pass before/after and the pieces of our step, timed interleaved with whole steps."""
+    import copy
+
+    import torch
+
+    from prograd_pl.models.backbone import _open_clip_class, configure_image_pass
+
+    module, model, images = step.module, case.backbone.model, case.images
+    bf16_model = copy.deepcopy(model)
+    configure_image_pass(bf16_model, fast=True, bf16=True)
+    open_clip_forward = _open_clip_class(model.visual).forward
+
+    def before() -> None:
+        with torch.no_grad():
+            open_clip_forward(model.visual, images)
+
+    def bf16() -> None:
+        with torch.no_grad():
+            bf16_model.encode_image(images)
+
+    pieces = {
+        "step": step,
+        "ours (fp32, exact)": lambda: module.image_features(images),
+        "before (open_clip as loaded)": before,
+        "option model.image_bf16": bf16,
+        "text forward": lambda: module.text_features(),
+    }
+    for fn in pieces.values():  # warm-up
+        fn()
+    walls: dict[str, list[float]] = {k: [] for k in pieces}
+    cpus: dict[str, list[float]] = {k: [] for k in pieces}
+    for _ in range(reps):
+        for name, fn in pieces.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            walls[name].append(time.perf_counter() - t0)
+            cpus[name].append(time.process_time() - c0)
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    image = {k: {"s": med[k], "cpu_s": statistics.median(cpus[k])} for k in list(pieces)[1:4]}
+    if compile_image:
+        configure_image_pass(bf16_model, fast=True, compile=True)
+        t0 = time.perf_counter()
+        bf16_model.encode_image(images)
+        compile_s = time.perf_counter() - t0
+        t = timed(lambda: bf16_model.encode_image(images), reps, case.device)
+        image[f"option model.image_compile (compile {compile_s:.0f} s)"] = {"s": t["s"], "cpu_s": t["cpu_s"]}
+    img_s, text_s = med["ours (fp32, exact)"], med["text forward"]
+    breakdown = {
+        "whole step (timed with the pieces below)": med["step"],
+        "image encoding (one pass)": img_s,
+        "text forward (shared prefix, packed)": text_s,
+        "losses, 2 grads (one text backward each), projection, SGD": max(0.0, med["step"] - img_s - text_s),
+    }
+    return {"image_pass": image, "breakdown": breakdown}
+
+
 def job_text(variant: str, reps: int, out: Path) -> dict:
     import torch
 
@@ -160,24 +193,24 @@ def job_text(variant: str, reps: int, out: Path) -> dict:
     model = case.backbone.model
     t_setup = time.perf_counter() - t_setup
     res: dict = {"classes": n, "setup_s": t_setup}
-    # activation memory of one full ProGrad step (image passes included: frozen, they save nothing)
     ctx0 = case.learner.ctx.detach().clone()
-    step = plain_step(case)[0] if variant == "plain" else our_step(case, "prograd")
-    res["step_activation_bytes"] = activation_bytes(step, model, case.learner)
-    with torch.no_grad():
-        case.learner.ctx.copy_(ctx0)  # the step moved the context; the gradient check below starts from the init
-    res["step_activation_bytes_image_only"] = activation_bytes(lambda: model.encode_image(case.images), model)
-    del step
     run = text_side(case, variant)
-    res["text_activation_bytes"] = activation_bytes(run, model, case.learner)
     rss_before = _rss_mb()
-    peak_before = _peak_mb()
-    t = timed(run, reps, case.device)
+    t = timed(run, reps, case.device)  # first, so that the peak is this work's alone
     peak_after = _peak_mb()
     res.update(median=t["s"], cpu_median=t["cpu_s"], times=t["walls"])
     res["peak_delta_mb"] = peak_after - rss_before
-    res["peak_before_mb"] = peak_before
     res["peak_mb"] = peak_after
+    res["text_activation_bytes"] = activation_bytes(run, model, case.learner)
+    # activation memory of one full ProGrad step (image passes included: frozen, they save nothing)
+    step = plain_step(case)[0] if variant == "plain" else our_step(case, "prograd")
+    res["step_activation_bytes"] = activation_bytes(step, model, case.learner)
+    res["step_activation_bytes_image_only"] = activation_bytes(lambda: model.encode_image(case.images), model)
+    del step
+    with torch.no_grad():
+        case.learner.ctx.copy_(
+            ctx0
+        )  # the step moved the context; the gradient check below starts from the init
     # the same-gradients check on the first 100 classes
     if variant == "ours":
         small = build_case(TEXT_MODEL, TEXT_SLICE, BATCH)
@@ -213,18 +246,25 @@ def _load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3, help="timed steps per variant after 1 warm-up (default 3)")
-    parser.add_argument("--compile", action="store_true", help="also time the torch.compile image-pass option")
+    parser.add_argument(
+        "--reps", type=int, default=3, help="timed steps per variant after 1 warm-up (default 3)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time the torch.compile image-pass option"
+    )
+    parser.add_argument("--threads", type=int, help="torch intra-op threads in every job (default: torch's)")
     parser.add_argument("--job", choices=JOBS, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reps < 1:
         parser.error("--reps must be at least 1")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.job:
         run_job(args.job, args.reps, args.out, args.compile)
         return
-
-    import torch
 
     wall = time.perf_counter()
     print(
@@ -232,22 +272,32 @@ def main() -> None:
         f"  whole step: {STEP_MODEL}, {STEP_CLASSES} classes (CIFAR-100 names), 224 px\n"
         f"  text side:  {TEXT_MODEL}, {TEXT_CLASSES} ImageNet class names (plain measured on {TEXT_SLICE}, scaled)"
     )
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}")
+    print(
+        f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} intra-op threads per job"
+    )
     print(f"load average at start (1/5/15 min): {_load()}")
-    print(f"1 warm-up + {args.reps} timed repetitions per variant, each job in a fresh subprocess", flush=True)
+    print(
+        f"1 warm-up + {args.reps} timed repetitions per variant, each job in a fresh subprocess", flush=True
+    )
     res, tensors = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for job in JOBS:
             out = Path(tmp) / f"{job}.json"
             cmd = [sys.executable, str(Path(__file__).resolve()), "--job", job, "--reps", str(args.reps)]
-            subprocess.run([*cmd, "--out", str(out), *(["--compile"] if args.compile else [])], check=True)
+            extra = (["--compile"] if args.compile else []) + (
+                ["--threads", str(args.threads)] if args.threads else []
+            )
+            subprocess.run([*cmd, "--out", str(out), *extra], check=True)
             res[job] = json.loads(out.read_text())
             tensors[job] = torch.load(out.with_suffix(".pt"))
             print(f"  {job}: done ({time.perf_counter() - wall:.0f} s so far, load {_load()})", flush=True)
 
     sp, so = res["step-plain"], res["step-ours"]
     print(f"\n== whole step, {STEP_MODEL}, {STEP_CLASSES} classes (torch threads: {so['threads']}) ==")
-    print(f"{'variant':<13} {'s/step':>8} {'steps (s)':>22} {'CPU s/step':>11} {'peak RSS MB':>12} {'step peak Δ MB':>15}")
+    print(
+        f"{'variant':<13} {'s/step':>8} {'steps (s)':>22} {'CPU s/step':>11} {'peak RSS MB':>12} {'step peak Δ MB':>15}"
+    )
     for name, r in (("plain", sp), ("ours prograd", so)):
         steps = " ".join(f"{t:.2f}" for t in r["times"])
         print(
@@ -256,7 +306,9 @@ def main() -> None:
         )
     steps = " ".join(f"{t:.2f}" for t in so["coop_times"])
     print(f"{'ours coop':<13} {so['coop_median']:>8.3f} {steps:>22} {so['coop_cpu_median']:>11.2f}")
-    print("  CPU s/step = process CPU time (all threads) per step, less sensitive to other load on the machine")
+    print(
+        "  CPU s/step = process CPU time (all threads) per step, less sensitive to other load on the machine"
+    )
     print("  peak RSS = whole process (plain includes the teacher's second CLIP copy, as the reference)")
     for name, r in (("plain", sp), ("ours prograd", so)):
         print(f"breakdown, {name} (s):")
@@ -273,7 +325,9 @@ def main() -> None:
     print(f"  same weights and init ctx: {same_init}")
     print(f"  grad cos(g_ce, g_kl): plain {sp['cos']:+.6f}, ours {so['cos']:+.6f}")
     print(f"  max |update diff| / max |update|: {float((upd_p - upd_o).abs().max() / upd_p.abs().max()):.3e}")
-    print(f"  max |grad diff| / max |grad|: {float((p['grad'] - o['grad']).abs().max() / p['grad'].abs().max()):.3e}")
+    print(
+        f"  max |grad diff| / max |grad|: {float((p['grad'] - o['grad']).abs().max() / p['grad'].abs().max()):.3e}"
+    )
 
     tp, to = res["text-plain"], res["text-ours"]
     k = TEXT_CLASSES / tp["classes"]
@@ -282,27 +336,31 @@ def main() -> None:
     print(f"\n== text side, {TEXT_MODEL}, {TEXT_CLASSES} classes: class features + both context gradients ==")
     print(f"{'variant':<30} {'s':>9} {'CPU s':>9} {'peak Δ MB':>10} {'saved tensors GiB':>18}")
     print(
-        f"{'plain (100 classes, measured)':<30} {tp['median']:>9.2f} {tp['cpu_median']:>9.2f} "
+        f"{f'plain ({TEXT_SLICE} classes, measured)':<30} {tp['median']:>9.2f} {tp['cpu_median']:>9.2f} "
         f"{tp['peak_delta_mb']:>10.0f} {tp['text_activation_bytes'] / gib:>18.3f}"
     )
     print(
-        f"{'plain (x10, scaled)':<30} {plain_s:>9.2f} {plain_cpu:>9.2f} {plain_mb:>10.0f} "
+        f"{f'plain (x{k:.0f}, scaled)':<30} {plain_s:>9.2f} {plain_cpu:>9.2f} {plain_mb:>10.0f} "
         f"{tp['text_activation_bytes'] * k / gib:>18.3f}"
     )
     print(
-        f"{'ours (1000 classes, measured)':<30} {to['median']:>9.2f} {to['cpu_median']:>9.2f} "
+        f"{f'ours ({TEXT_CLASSES} classes, measured)':<30} {to['median']:>9.2f} {to['cpu_median']:>9.2f} "
         f"{to['peak_delta_mb']:>10.0f} {to['text_activation_bytes'] / gib:>18.3f}"
     )
     print("  plain is linear in the classes (every prompt is its own 77-token sequence), hence the scaling")
     print("  peak Δ = peak RSS during the timed runs - RSS before them (fresh process)")
     gp, go = tensors["text-plain"]["grads"], tensors["text-ours"]["grads"]
     rel = max(float((a - b).abs().max() / a.abs().max()) for a, b in zip(gp, go))
-    print(f"  same gradients on the first 100 classes: max |diff| / max |grad| = {rel:.3e}")
+    print(f"  same gradients on the first {TEXT_SLICE} classes: max |diff| / max |grad| = {rel:.3e}")
 
     act_plain, act_ours = tp["step_activation_bytes"] * k, to["step_activation_bytes"]
-    print(f"\n== activation memory of one full ProGrad step, {TEXT_MODEL}, ImageNet ({TEXT_CLASSES} classes), batch 32 ==")
-    print(f"  plain: {act_plain / gib:.2f} GiB (measured on {tp['classes']} classes: {tp['step_activation_bytes'] / gib:.3f}"
-          f" GiB, x{k:.0f})")
+    print(
+        f"\n== activation memory of one full ProGrad step, {TEXT_MODEL}, ImageNet ({TEXT_CLASSES} classes), batch {BATCH} =="
+    )
+    print(
+        f"  plain: {act_plain / gib:.2f} GiB (measured on {tp['classes']} classes: {tp['step_activation_bytes'] / gib:.3f}"
+        f" GiB, x{k:.0f})"
+    )
     print(f"  ours:  {act_ours / gib:.2f} GiB")
     print(
         "  = bytes autograd saves for the backward (each storage once, frozen weights excluded); the frozen image"
@@ -312,13 +370,17 @@ def main() -> None:
 
     print(f"\nload average at end (1/5/15 min): {_load()}")
     print(f"wall time of the whole benchmark: {time.perf_counter() - wall:.1f} s")
-    print(f"ratios in CPU time: prograd/coop {so['cpu_median'] / so['coop_cpu_median']:.3f}x, "
-          f"1000 classes {plain_cpu / to['cpu_median']:.2f}x, saved-tensor memory 1000 classes "
-          f"{tp['text_activation_bytes'] * k / to['text_activation_bytes']:.2f}x")
+    print(
+        f"ratios in CPU time: prograd/coop {so['cpu_median'] / so['coop_cpu_median']:.3f}x, "
+        f"1000 classes {plain_cpu / to['cpu_median']:.2f}x, saved-tensor memory 1000 classes "
+        f"{tp['text_activation_bytes'] * k / to['text_activation_bytes']:.2f}x"
+    )
     print(f"prograd/coop step: {so['median'] / so['coop_median']:.3f}x")
     print(f"speedup 1000 classes: {plain_s / to['median']:.2f}x")
     print(f"memory ratio 1000 classes: {plain_mb / max(to['peak_delta_mb'], 1.0):.2f}x")
-    print(f"speedup: {sp['median'] / so['median']:.2f}x (CPU time {sp['cpu_median'] / so['cpu_median']:.2f}x)")
+    print(
+        f"speedup: {sp['median'] / so['median']:.2f}x (CPU time {sp['cpu_median'] / so['cpu_median']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

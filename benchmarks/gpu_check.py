@@ -46,6 +46,32 @@ def measure(step, reps: int, device) -> dict:
     return {"s": t["s"], "peak": peak_bytes(device)}
 
 
+def text_backward_times(case, reps: int, precision: str) -> dict[str, float]:
+    """s of the text side (features + both context gradients) with each backward mode of context_gradients."""
+    import torch
+    import torch.nn.functional as F
+    from steps import autocast, timed
+
+    from prograd_pl.methods.gradients import context_gradients, head_losses
+
+    learner, dev = case.learner, case.device
+    dim = case.backbone.model.text_projection.shape[1]
+    gen = torch.Generator().manual_seed(2)
+    img = F.normalize(torch.randn(case.images.shape[0], dim, generator=gen), dim=-1).to(dev)
+    teacher = F.normalize(torch.randn(learner.n_cls, dim, generator=gen), dim=-1).to(dev)
+    out = {}
+    for mode in ("batched", "sequential"):
+
+        def run(mode: str = mode) -> None:
+            with autocast(dev, precision):
+                feats = learner("auto")
+            head = head_losses(F.normalize(feats.float(), dim=-1), img, case.labels, 100.0, teacher)
+            context_gradients(head, [head.kl, head.ce], learner.ctx, backward=mode)
+
+        out[mode] = timed(run, reps, dev)["s"]
+    return out
+
+
 def main() -> None:
     import torch
 
@@ -82,12 +108,14 @@ def main() -> None:
                 res["ours prograd"] = measure(our_step(case, "prograd", precision), args.reps, dev)
                 res["ours coop"] = measure(our_step(case, "coop", precision), args.reps, dev)
                 res["plain"] = measure(plain_step(case, precision)[0], args.reps, dev)
+                tb = text_backward_times(case, args.reps, precision)
                 p, o, c = res["plain"], res["ours prograd"], res["ours coop"]
                 line = (
                     f"{model:<15} {n:>5} classes {precision}: "
                     + " | ".join(f"{k} {v['s']:.4f} s/step {v['peak'] / gib:.2f} GiB" for k, v in res.items())
                     + f" || speedup {p['s'] / o['s']:.2f}x, prograd/coop {o['s'] / c['s']:.3f}x, "
-                    f"memory ratio {p['peak'] / o['peak']:.2f}x"
+                    f"memory ratio {p['peak'] / o['peak']:.2f}x; text side with batched / sequential backward "
+                    f"{tb['batched']:.4f} / {tb['sequential']:.4f} s"
                 )
                 print(line, flush=True)
                 summary.append(line)
@@ -95,6 +123,9 @@ def main() -> None:
                 reset_peak(dev)
     memory = "torch.cuda.max_memory_allocated" if gpu else "process peak RSS"
     print(f"peak memory = {memory} during the variant's steps (weights included; plain holds 2 CLIP copies)")
+    print(
+        "text side: context_gradients(backward='auto') uses the batched backward on GPUs, sequential on CPUs"
+    )
     print(f"gpu check finished in {time.perf_counter() - wall:.1f} s")
 
 
