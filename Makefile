@@ -10,6 +10,7 @@ OUT ?= outputs
 MODEL ?= mini
 LAUNCHER ?= basic
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint demo bench bench-data gpu-check bench-mini pretrain-mini data-mini \
@@ -39,7 +40,7 @@ demo: install ## zero-shot vs CoOp vs ProGrad on a mini task, 3 seeds, prints a 
 
 bench: install ## time and memory of one ProGrad step and one CoCoOp step: plain reference vs ours
 	$(PY) benchmarks/bench_cocoop.py
-	$(PY) benchmarks/bench_step.py
+	$(PY) benchmarks/bench_step.py $(BENCH_ARGS)
 
 bench-data: install ## training-loader throughput (decode + augment) at 0/2/4/8 workers vs the model's images/s
 	$(PY) benchmarks/bench_data.py

@@ -71,6 +71,7 @@ RESOLVERS = {
     ),
     "pg.template": lambda dataset, source: dataset_template(str(dataset), str(source)),
     "pg.workers": _workers,
+    "pg.on_gpu": lambda accelerator: str(accelerator) in ("gpu", "cuda"),
     "pg.list": _list,
     "pg.mini_others": _mini_others,
 }
@@ -205,6 +206,9 @@ def check(cfg: DictConfig) -> None:
     if not all(isinstance(cfg.get(k, True), bool) for k in ("redo", "feature_cache", "continue_on_error")):
         raise ConfigError(f"redo, feature_cache and continue_on_error must be true or false, got redo={cfg.redo!r}, "
                           f"feature_cache={cfg.feature_cache!r}.")  # fmt: skip
+    for key in ("fast_image", "image_bf16", "image_compile"):
+        if not isinstance(cfg.model.get(key, False), bool):
+            raise ConfigError(f"model.{key} must be true or false, got {cfg.model.get(key)!r}.")
     if m.get("prompt") is not None:
         _check_context_fits(cfg)
     for key in ("data_root", "output_root", "cache_root"):

@@ -52,6 +52,7 @@ def cached_features(module: Any, loader, cfg: DictConfig, splits: DatasetSplits,
         "backbone": backbone.name, "weights": weights_fingerprint(weights), "dataset": splits.name,
         "image_size": backbone.image_size, "mean": backbone.mean, "std": backbone.std,
         "transform": "resize-bicubic+centercrop", "precision": str(cfg.trainer.precision), "version": 2,
+        "image_pass": {k: bool(cfg.model.get(k, False)) for k in ("image_bf16", "image_compile")},
     }  # fmt: skip
     if weights is None:
         parts["seed"] = int(cfg.seed)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 NEUTRAL_KEYS: tuple[str, ...] = (
     "hydra", "data_root", "output_root", "cache_root", "redo", "feature_cache", "logger", "callbacks", "threads",
-    "data.num_workers", "data.test_batch_size", "dataset.backbone", "trainer.enable_model_summary",
+    "data.num_workers", "data.pin_memory", "data.test_batch_size", "dataset.backbone", "trainer.enable_model_summary",
     "trainer.log_every_n_steps", "trainer.num_sanity_val_steps", "trainer.enable_checkpointing", "checkpoint",
     "continue_on_error", "jobs_per_gpu", "gpu_wait_s",
 )  # fmt: skip

@@ -158,7 +158,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(seed, workers=True, verbose=False)
     from prograd_pl.models.backbone import load_backbone
 
-    backbone = load_backbone(cfg.model.name, cfg.model.pretrained)
+    backbone = load_backbone(cfg.model.name, cfg.model.pretrained, fast_image=bool(cfg.model.fast_image),
+                             image_bf16=bool(cfg.model.image_bf16), image_compile=bool(cfg.model.image_compile))
     template = str(cfg.dataset.template)
     learner = None
     if blob is not None:

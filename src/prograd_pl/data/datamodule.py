@@ -50,6 +50,7 @@ class FewShotDataModule(L.LightningDataModule):
         test_batch_size: int = 100,
         num_workers: int = 2,
         seed: int = 0,
+        pin_memory: bool = False,
     ):
         super().__init__()
         self.train_items = list(train)
@@ -61,6 +62,7 @@ class FewShotDataModule(L.LightningDataModule):
         self.test_batch_size = test_batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.pin_memory = pin_memory  # page-locked batches for faster host-to-GPU copies
         # One generator for the whole run: each epoch continues its sequence of permutations.
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -70,6 +72,7 @@ class FewShotDataModule(L.LightningDataModule):
             batch_size=batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
             **kwargs,
         )
 
