@@ -31,6 +31,8 @@ class StopAt(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
         elif self.how == "term":
             os.kill(os.getpid(), signal.SIGTERM)
+        elif self.how == "int":
+            os.kill(os.getpid(), signal.SIGINT)
         else:
             raise Crash(f"stopped at step {self.step}")
 

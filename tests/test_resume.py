@@ -87,14 +87,14 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_kill_9_and_sigterm_then_rerun_resume_exactly(tmp_path):
+def test_kill_9_sigterm_and_sigint_then_rerun_resume_exactly(tmp_path):
     _data(tmp_path)
     base = _overrides(tmp_path, "out")
     proc = _cli([*base, "output_root=" + str(tmp_path / "plain")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (plain,) = (tmp_path / "plain").rglob("results.json")
 
-    for how, code in (("kill", -9), ("term", 143)):
+    for how, code in (("kill", -9), ("term", 143), ("int", 130)):
         out = tmp_path / how
         stop = ["+callbacks.stop._target_=scaleout_helpers.StopAt", "+callbacks.stop.step=10",
                 f"+callbacks.stop.how={how}"]  # fmt: skip

@@ -30,6 +30,7 @@ log = logging.getLogger("prograd_pl")
 
 LAST_NAME = "last.ckpt"
 SIGTERM_EXIT = 143
+SIGINT_EXIT = 130
 
 
 def _numpy_state() -> dict[str, Any] | None:
@@ -158,6 +159,11 @@ def fit(trainer: L.Trainer, module: L.LightningModule, loader: Any, run_dir: Pat
     except SIGTERMException:
         log.warning("SIGTERM: stopping; %s resumes the run", last if last.is_file() else "nothing")
         sys.exit(SIGTERM_EXIT)
+    except SystemExit:
+        if trainer.interrupted:  # Ctrl-C: Lightning shut down gracefully and exits 1; say 130 as a shell would
+            log.warning("SIGINT: stopping; %s resumes the run", last if last.is_file() else "nothing")
+            sys.exit(SIGINT_EXIT)
+        raise
     return callback.resumed_epoch if callback is not None else 0
 
 
