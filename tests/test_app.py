@@ -47,7 +47,8 @@ def test_user_line_sweeps_three_seeds_and_reruns_nothing(tmp_path):
     assert len(splits) == 3 and splits[0] != splits[1] != splits[2]
     # checkpoints hold only the context and what rebuilds the prompt
     ckpt = torch.load(found[0].parent / CHECKPOINT_NAME, weights_only=True)
-    assert set(ckpt) == {"ctx", "meta"} and ckpt["ctx"].shape == (16, 32)
+    assert set(ckpt) == {"ctx", "learned", "meta"} and ckpt["ctx"].shape == (16, 32)
+    assert set(ckpt["learned"]) == {"ctx"} and torch.equal(ckpt["learned"]["ctx"], ckpt["ctx"])  # no CLIP weights
     assert ckpt["meta"]["backbone"] == "prograd-tiny" and ckpt["meta"]["n_ctx"] == 16
 
     # a 2 seeds x 2 methods sweep over the same folder: prograd seeds 1, 2 are finished, only coop runs
