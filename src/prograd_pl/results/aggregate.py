@@ -77,8 +77,8 @@ def variant_of(record: Mapping[str, Any]) -> str:
     extras = record.get("extras", record.get("variant"))
     if not extras:
         return ""
-    if isinstance(extras, Mapping):
-        return ",".join(f"{k}={extras[k]}" for k in sorted(extras) if extras[k] is not None)
+    if isinstance(extras, Mapping):  # the evaluation targets are the table's columns already
+        return ",".join(f"{k}={extras[k]}" for k in sorted(extras) if extras[k] is not None and k != "eval_datasets")
     return str(extras)
 
 
