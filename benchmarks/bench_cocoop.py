@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from steps import CIFAR100 as CLASSNAMES  # noqa: E402
+from steps import peak_rss_mb, rss_mb  # noqa: E402
 
 
 def _cpu_name() -> str:
@@ -51,14 +51,6 @@ LR, MOMENTUM, WEIGHT_DECAY = 0.002, 0.9, 5e-4
 VARIANTS = ("plain", "ours")
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def cocoop_reference_step(backbone, learner, images, labels):
@@ -133,7 +125,7 @@ def run_variant(variant: str, args: argparse.Namespace, out: Path) -> None:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_mb()
+        base = rss_mb()
     first = [g.cpu() for g in step()]  # warm-up and equivalence check
     sync()
     times, cpu_times = [], []
@@ -143,7 +135,7 @@ def run_variant(variant: str, args: argparse.Namespace, out: Path) -> None:
         sync()
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _peak_mb() - base
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else peak_rss_mb() - base
     torch.save({"start": start, "grads": first}, out.with_suffix(".pt"))
     out.write_text(json.dumps({"times": times, "median": statistics.median(times), "peak_delta_mb": peak,
                                "cpu_median": statistics.median(cpu_times), "threads": torch.get_num_threads()}))  # fmt: skip

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,9 @@ from steps import (  # noqa: E402
     activation_bytes,
     build_case,
     our_step,
+    peak_rss_mb,
     plain_step,
+    rss_mb,
     text_side,
     timed,
 )
@@ -54,16 +55,6 @@ BATCH = 4 if SMOKE else 32
 JOBS = ("step-plain", "step-ours", "text-plain", "text-ours")
 
 
-def _rss_mb() -> float:
-    """Current resident set size of this process."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -83,7 +74,7 @@ def job_step(variant: str, reps: int, out: Path, compile_image: bool) -> dict:
         step = our_step(case, "prograd")
         coop = our_step(case, "coop")
     t_setup = time.perf_counter() - t_setup
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     ctx0 = ctx.detach().clone()
     grad0, cos0 = step()  # warm-up, also the equivalence check
     ctx1 = ctx.detach().clone()
@@ -101,7 +92,7 @@ def job_step(variant: str, reps: int, out: Path, compile_image: bool) -> dict:
             coop()
             coop_times.append(time.perf_counter() - t0)
             coop_cpu.append(time.process_time() - c0)
-    peak_after = _peak_mb()
+    peak_after = peak_rss_mb()
 
     if variant == "plain":
         breakdown = {k: statistics.median(v[1:]) for k, v in parts.items()}  # timed reps only
@@ -195,9 +186,9 @@ def job_text(variant: str, reps: int, out: Path) -> dict:
     res: dict = {"classes": n, "setup_s": t_setup}
     ctx0 = case.learner.ctx.detach().clone()
     run = text_side(case, variant)
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     t = timed(run, reps, case.device)  # first, so that the peak is this work's alone
-    peak_after = _peak_mb()
+    peak_after = peak_rss_mb()
     res.update(median=t["s"], cpu_median=t["cpu_s"], times=t["walls"])
     res["peak_delta_mb"] = peak_after - rss_before
     res["peak_mb"] = peak_after

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import resource
 import statistics
 import time
 from contextlib import nullcontext
@@ -54,6 +55,18 @@ def classnames(n: int) -> list[str]:
     if n > len(names):
         raise ValueError(f"at most {len(names)} class names")
     return names[:n]
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def sync(device: torch.device) -> None:
