@@ -1,4 +1,4 @@
-"""The learned context on disk: ``prompt_learner.pt`` = ``{"ctx", "meta"}``, never the frozen CLIP weights.
+"""What was learned, on disk: ``prompt_learner.pt`` = ``{"ctx", "learned", "meta"}``, never the frozen CLIP weights.
 
 Loaded with ``weights_only=True`` (no code runs from a file); shared by the run (``ckpt=``) and ``interpret``.
 """
@@ -6,7 +6,7 @@ Loaded with ``weights_only=True`` (no code runs from a file); shared by the run 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -48,23 +48,44 @@ def check_fits(blob: dict[str, Any], path: str | Path, backbone_name: str, text_
         raise ConfigError(f"ckpt={path} has context width {blob['ctx'].shape[-1]}, the backbone's text width is {text_width}.")
 
 
+def checkpoint_payload(learner: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What a checkpoint stores: ``ctx`` (as before), every learned tensor by name, and the rebuild options."""
+    state = learner.learned_state()
+    return {"ctx": state["ctx"], "learned": state, "meta": {**learner.meta(), **meta}}
+
+
 def save_checkpoint(path: str | Path, learner: Any, meta: dict[str, Any]) -> None:
     """Only what was learned (``ctx``, and by name every learned tensor) and what rebuilds the prompt; atomic."""
-    from prograd_pl.models.learners import checkpoint_payload
-
     blob = checkpoint_payload(learner, {**meta, "format": CHECKPOINT_FORMAT})
     with atomic_open(Path(path), "wb") as fh:
         torch.save(blob, fh)
 
 
-def learner_from_checkpoint(blob: dict[str, Any], backbone: Any, classnames: Sequence[str], template: str):
-    """Rebuild the prompt learner of a checkpoint (CoOp context or CoCoOp context + meta-net) for ``classnames``
-    (the template follows the target dataset when the context was initialised from a template, as in the
-    reference)."""
-    from prograd_pl.models import learners
-    from prograd_pl.models.prompt_learner import PromptError
+def learner_from_checkpoint(blob: Mapping[str, Any], backbone: Any, classnames: Sequence[str], template: str):
+    """Rebuild the prompt learner of a checkpoint (CoOp context, or CoCoOp context + meta-net) for ``classnames``
+    and load what it learned. The template follows the target dataset when the context was initialised from a
+    template, as in the reference. Checkpoints with only ``ctx`` (written before ``learned`` existed) load too."""
+    from prograd_pl.models.conditional_prompt import ConditionalPromptLearner
+    from prograd_pl.models.prompt_learner import PromptLearner
 
-    try:
-        return learners.learner_from_checkpoint(blob, backbone, classnames, template)
-    except PromptError as err:
-        raise ConfigError(str(err)) from None
+    meta = blob["meta"]
+    init = meta["init"]
+    names = classnames if not meta["csc"] else meta["classnames"]
+    common = dict(
+        n_ctx=meta["n_ctx"], init=init, template=template if init == "template" else meta["template"],
+        phrase=meta.get("phrase"), position=meta["position"], csc=meta["csc"],
+    )  # fmt: skip
+    if meta.get("conditional"):
+        learner = ConditionalPromptLearner(backbone, names, hidden_ratio=meta.get("hidden_ratio", 16), **common)
+    else:
+        learner = PromptLearner(backbone, names, **common)
+    state = blob.get("learned") or {"ctx": blob["ctx"]}
+    if "ctx" in state and learner.ctx.shape != state["ctx"].shape:
+        raise ConfigError(
+            f"checkpoint context has shape {tuple(state['ctx'].shape)}, expected {tuple(learner.ctx.shape)} "
+            f"(n_ctx={meta['n_ctx']}, csc={meta['csc']})."
+        )
+    learner.load_learned_state({k: v.float() for k, v in state.items()})
+    if meta["csc"] and list(classnames) != list(meta["classnames"]):
+        learner.set_classnames(classnames)
+    return learner
