@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ def cached_features(module: Any, loader, cfg: DictConfig, splits: DatasetSplits,
 
     The key holds the backbone and its weights (and the seed when the weights are random: each seed builds other
     weights), the transform, the precision, and every image's path, label, size and modification time, so
-    regenerated or replaced images are encoded again. An unwritable cache only warns.
+    regenerated or replaced images are encoded again. An unwritable cache only warns (``FeatureCache.store``).
     """
     from prograd_pl.models.backbone import _resolve_pretrained
 
@@ -65,12 +64,7 @@ def cached_features(module: Any, loader, cfg: DictConfig, splits: DatasetSplits,
             stamp = "missing"
         items.append((f"{d.path}|{stamp}", d.label))
     cache = FeatureCache(Path(cfg.cache_root) / "features")
-    try:
-        feats, labels, hit = cache.get_or_compute(parts, items, lambda: encode_images(module, loader))
-    except OSError as err:
-        warnings.warn(f"feature cache {cache.root} is not writable ({err}); features are not cached", stacklevel=2)
-        feats, labels = encode_images(module, loader)
-        hit = False
+    feats, labels, hit = cache.get_or_compute(parts, items, lambda: encode_images(module, loader))
     log.info("test features of %s: %s", splits.name, "from cache" if hit else "encoded and cached")
     return feats, labels
 

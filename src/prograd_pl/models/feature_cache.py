@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -59,8 +60,12 @@ class FeatureCache:
             return None
 
     def store(self, key: str, features: torch.Tensor, labels: torch.Tensor, parts: dict[str, Any]) -> None:
-        with atomic_open(self.path(key), "wb") as fh:
-            torch.save({"features": features.cpu(), "labels": labels.cpu(), "parts": parts}, fh)
+        """Write an entry; a cache that cannot be written only warns (the features were computed anyway)."""
+        try:
+            with atomic_open(self.path(key), "wb") as fh:
+                torch.save({"features": features.cpu(), "labels": labels.cpu(), "parts": parts}, fh)
+        except OSError as err:
+            warnings.warn(f"feature cache {self.root} is not writable ({err}); features are not cached", stacklevel=2)
 
     def get_or_compute(
         self,
