@@ -28,13 +28,17 @@ LAMBDA_08_DATASETS: tuple[str, ...] = ("oxford_flowers", "dtd", "eurosat")
 TABLE_ORDER: tuple[str, ...] = (*DATASETS, *DG_TARGETS)
 
 
+UNTRAINED_METHODS: tuple[str, ...] = ("zeroshot", "linear_probe")
+"""Methods that take no gradient steps: their epochs (and training batch size) never matter."""
+
+
 def recipe_epochs(dataset: str, shots: int, method: str = "prograd") -> int:
     """Training epochs of the recipe.
 
     ProGrad/CoOp (spec §3.2): ImageNet 50; 1 shot 50; 2-4 shots 100; 8-16 shots 200. CoCoOp: 10. Methods that do not
     train by gradient steps (zero-shot, linear probe): 0.
     """
-    if method in ("zeroshot", "linear_probe"):
+    if method in UNTRAINED_METHODS:
         return 0
     if method == "cocoop":
         return 10

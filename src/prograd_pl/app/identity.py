@@ -19,6 +19,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from prograd_pl.models.checkpoint import checkpoint_file
+from prograd_pl.paper import UNTRAINED_METHODS
+
 NEUTRAL_KEYS: tuple[str, ...] = (
     "hydra", "data_root", "output_root", "cache_root", "redo", "feature_cache", "logger", "callbacks", "threads",
     "data.num_workers", "data.pin_memory", "data.test_batch_size", "dataset.backbone", "trainer.enable_model_summary",
@@ -55,8 +58,9 @@ def file_digest(path: str | Path) -> str:
 def identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The identifying part of a *resolved* config, normalised so that equivalent requests are equal.
 
-    Zero-shot trains nothing: its shots, epochs and batch size do not matter (recorded as 0 / absent). An eval-only
-    run (``ckpt=``) is identified by the checkpoint's content, not its path, and trains for 0 epochs.
+    Zero-shot and the linear probe take no gradient steps: their epochs and batch size do not matter (recorded as 0 /
+    absent), nor do zero-shot's shots (0). An eval-only run (``ckpt=``) is identified by the checkpoint's content,
+    not its path, and trains for 0 epochs.
     """
     refs: list[tuple[str, str]] = []
     if isinstance(cfg, DictConfig):
@@ -70,14 +74,13 @@ def identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         if _has(tree, target):
             _drop(tree, key)
     method = tree.get("method", {}).get("name")
-    if method == "zeroshot" or tree.get("ckpt") is not None:
+    if method in UNTRAINED_METHODS or tree.get("ckpt") is not None:
         tree.setdefault("trainer", {})["max_epochs"] = 0
         tree.get("data", {}).pop("batch_size", None)
     if method == "zeroshot":
         tree["shots"] = 0
     if tree.get("ckpt") is not None:
-        path = Path(str(tree["ckpt"]))
-        ckpt = path / "prompt_learner.pt" if path.is_dir() else path
+        ckpt = checkpoint_file(str(tree["ckpt"]))
         tree["ckpt"] = {"sha256": file_digest(ckpt) if ckpt.is_file() else None}
     return tree
 
@@ -96,10 +99,11 @@ def references(cfg: DictConfig, prefix: str = "") -> list[tuple[str, str]]:
     (``method.max_epochs: ${trainer.max_epochs}``). Such a key repeats a value of the identity, so it is left out
     when its target is in the identity (a value set on it directly is no reference and stays)."""
     out = []
+    raw_node = OmegaConf.to_container(cfg, resolve=False)
     for key in cfg.keys():
         name = f"{prefix}{key}"
         if OmegaConf.is_interpolation(cfg, key):
-            raw = OmegaConf.to_container(cfg, resolve=False)[key]
+            raw = raw_node[key]
             match = _REFERENCE.fullmatch(raw) if isinstance(raw, str) else None
             if match:
                 out.append((name, match.group(1)))

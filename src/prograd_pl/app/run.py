@@ -37,7 +37,6 @@ from prograd_pl.errors import ConfigError, DatasetError
 from prograd_pl.models.checkpoint import (
     CHECKPOINT_NAME,
     check_fits,
-    checkpoint_file,
     learner_from_checkpoint,
     read_checkpoint,
     save_checkpoint,
@@ -74,7 +73,7 @@ def recipe_extras(ident: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
     """What this run's identity sets differently from the plain recipe of the same readable prefix
     (setting, dataset, method, backbone, shots, seed): the options that name its variant in tables."""
     base_cfg = compose([*readable_overrides(ident), f"data_root={cfg.data_root}", f"output_root={cfg.output_root}"])
-    base = identity(_without_hydra(base_cfg))
+    base = identity(base_cfg)
     if ident["method"]["name"] == "zeroshot":
         base["shots"] = ident["shots"]
     return {k: v[0] for k, v in differences(ident, base).items()}
@@ -105,14 +104,6 @@ def trained_context(folder: Path, ident: dict[str, Any]) -> dict[str, Any] | Non
         return None  # unreadable: train again
 
 
-def _without_hydra(cfg: DictConfig) -> DictConfig:
-    if "hydra" not in cfg:
-        return cfg
-    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    plain.pop("hydra")
-    return plain
-
-
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (unless the method learns nothing or ``ckpt`` is given) and evaluate one configuration.
 
@@ -124,10 +115,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     resolved = resolve(cfg)
     check(resolved)
-    if resolved.ckpt is not None and not checkpoint_file(resolved.ckpt).is_file():
-        raise ConfigError(f"ckpt={resolved.ckpt} does not exist; expected a {CHECKPOINT_NAME} or a run folder "
-                          "holding one.")  # fmt: skip
-    ident = identity(_without_hydra(cfg))
+    blob = read_checkpoint(resolved.ckpt) if resolved.ckpt is not None else None
+    ident = identity(cfg)
     cfg = resolved
     out = run_dir(cfg.output_root, ident)
     if not cfg.redo:
@@ -137,8 +126,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             return done
     dataset, method, seed = str(cfg.dataset.name), str(cfg.method.name), int(cfg.seed)
     shots = int(ident["shots"])
-    epochs = 0 if method_name_is_probe(cfg) else int(ident["trainer"]["max_epochs"])
-    blob = read_checkpoint(cfg.ckpt) if cfg.ckpt is not None else None
+    epochs = int(ident["trainer"]["max_epochs"])
 
     # data first: every bad path or option is reported before the model is built
     data_root = Path(cfg.data_root)
@@ -234,11 +222,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             resume.remove_last(out)
     components.finish_loggers(loggers, records, cfg.setting)  # per-target metric names, then close (W&B finish)
     return records[0]
-
-
-def method_name_is_probe(cfg: DictConfig) -> bool:
-    """The linear probe has no gradient steps, whatever trainer.max_epochs says."""
-    return str(cfg.method.name) == "linear_probe"
 
 
 def versions() -> dict[str, str]:
