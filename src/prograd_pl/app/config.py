@@ -44,12 +44,17 @@ def _as_int(value: Any, key: str) -> int:
     return value
 
 
+def _mini_tasks() -> list[str]:
+    """The mini world's trainable tasks (not the test-only shifted variants)."""
+    from prograd_pl.mini.world import TASKS
+
+    return [n for n, t in TASKS.items() if not t.test_only]
+
+
 def _list(name: str) -> str:
     """Comma-separated lists of the protocol, for sweeper params (``dataset: ${pg.list:datasets}``)."""
     if name == "mini_tasks":
-        from prograd_pl.mini.world import TASKS
-
-        items: Sequence[Any] = [n for n, t in TASKS.items() if not t.test_only]
+        items: Sequence[Any] = _mini_tasks()
     else:
         items = {"datasets": paper.DATASETS, "shots": paper.SHOTS, "seeds": paper.SEEDS,
                  "settings": paper.SETTINGS}[name]  # fmt: skip
@@ -57,9 +62,7 @@ def _list(name: str) -> str:
 
 
 def _mini_others(dataset: str) -> ListConfig:
-    from prograd_pl.mini.world import TASKS
-
-    return OmegaConf.create([n for n, t in TASKS.items() if not t.test_only and n != dataset])
+    return OmegaConf.create([n for n in _mini_tasks() if n != dataset])
 
 
 RESOLVERS = {

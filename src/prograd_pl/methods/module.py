@@ -20,7 +20,6 @@ from prograd_pl.models.prompt_learner import PromptLearner
 from prograd_pl.models.zeroshot import zeroshot_text_features
 
 METHODS = ("zeroshot", "coop", "prograd", "kd")
-PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed")
 
 
 def recipe_lr(epoch: int, max_epochs: int, base_lr: float, warmup_epochs: int = 1, warmup_lr: float = 1e-5) -> float:
