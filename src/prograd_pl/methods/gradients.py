@@ -56,6 +56,42 @@ def head_losses(
     return HeadLosses(text=text, leaf=leaf, logits=logits, ce=ce, kl=kl)
 
 
+
+def parameter_gradients(
+    text: torch.Tensor,
+    leaf: torch.Tensor,
+    losses: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    scale: float = 1.0,
+    backward: str = "auto",
+) -> list[list[torch.Tensor]]:
+    """``d loss / d p`` for each loss (built from ``leaf``, a detached copy of ``text``) and each of ``params``.
+
+    Several learned tensors (CoCoOp's context and meta-net) or one (:func:`context_gradients`): cotangents at the
+    text features first, then one backward through the text tower per loss on the retained graph
+    (``sequential``), or one vmapped backward for all (``batched``; ``auto`` picks it on accelerators).  ``scale``
+    is the fp16 loss scale, divided out of the results.
+    """
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward='{backward}' is not one of {', '.join(BACKWARDS)}.")
+    cotangents = [
+        torch.autograd.grad(loss * scale, leaf, retain_graph=i < len(losses) - 1)[0].to(text.dtype)
+        for i, loss in enumerate(losses)
+    ]
+    if backward == "auto":
+        backward = "sequential" if text.device.type == "cpu" else "batched"
+    if len(cotangents) > 1 and backward == "batched":
+        stacked = torch.autograd.grad(text, params, torch.stack(cotangents), is_grads_batched=True)
+        out = [[g[i] for g in stacked] for i in range(len(cotangents))]
+    else:
+        last = len(cotangents) - 1
+        out = [
+            list(torch.autograd.grad(text, params, c, retain_graph=i < last))
+            for i, c in enumerate(cotangents)
+        ]
+    return [[g / scale for g in grads] for grads in out] if scale != 1.0 else out
+
+
 def context_gradients(
     head: HeadLosses,
     losses: Sequence[torch.Tensor],
@@ -69,22 +105,4 @@ def context_gradients(
     scaling).  ``backward``: ``batched`` (one vmapped backward), ``sequential`` (one backward call per loss on
     the retained graph) or ``auto`` (batched on accelerators, sequential on the CPU, where it is as fast).
     """
-    if backward not in BACKWARDS:
-        raise ValueError(f"backward='{backward}' is not one of {', '.join(BACKWARDS)}.")
-    cotangents = []
-    for i, loss in enumerate(losses):
-        (cot,) = torch.autograd.grad(loss * scale, head.leaf, retain_graph=i < len(losses) - 1)
-        cotangents.append(cot.to(head.text.dtype))
-    if backward == "auto":
-        backward = "sequential" if head.text.device.type == "cpu" else "batched"
-    if len(cotangents) == 1:
-        grads = list(torch.autograd.grad(head.text, ctx, cotangents[0]))
-    elif backward == "batched":
-        (stacked,) = torch.autograd.grad(head.text, ctx, torch.stack(cotangents), is_grads_batched=True)
-        grads = list(stacked.unbind(0))
-    else:
-        last = len(cotangents) - 1
-        grads = [
-            torch.autograd.grad(head.text, ctx, c, retain_graph=i < last)[0] for i, c in enumerate(cotangents)
-        ]
-    return [g / scale for g in grads] if scale != 1.0 else grads
+    return [grads[0] for grads in parameter_gradients(head.text, head.leaf, losses, [ctx], scale, backward)]

@@ -9,12 +9,12 @@ or once over the concatenated vector).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from prograd_pl.methods.gradients import BACKWARDS, HeadLosses, context_gradients
+from prograd_pl.methods.gradients import parameter_gradients
 from prograd_pl.methods.losses import check_finite, distillation_loss, knowledge_guided_loss
 from prograd_pl.methods.module import METHODS, MethodError, PromptTuningModule
 from prograd_pl.methods.projection import SCOPES, conflict_cosine, project_parameters
@@ -121,11 +121,7 @@ class MethodModule(PromptTuningModule):
             check_finite("distillation", kl, self.global_step)
             logs["loss_kl"] = kl.detach()
         losses = [task] if kl is None else [kl, task]
-        if len(params) == 1:  # the context alone: the same path as ProGrad's
-            head = HeadLosses(text=text, leaf=leaf, logits=logits, ce=ce, kl=kl)
-            per_loss = [[g] for g in context_gradients(head, losses, params[0], self.loss_scale)]
-        else:
-            per_loss = parameter_gradients(text, leaf, losses, params, self.loss_scale)
+        per_loss = parameter_gradients(text, leaf, losses, params, self.loss_scale)
         if kl is None:
             grads = self._reduce_all(per_loss[0])
         else:
@@ -182,37 +178,3 @@ class MethodModule(PromptTuningModule):
         for m in (self.test_acc, self.test_macro_f1, self.test_per_class):
             m.update(preds, labels)
 
-
-def parameter_gradients(
-    text: torch.Tensor,
-    leaf: torch.Tensor,
-    losses: Sequence[torch.Tensor],
-    params: Sequence[torch.Tensor],
-    scale: float = 1.0,
-    backward: str = "auto",
-) -> list[list[torch.Tensor]]:
-    """``d loss / d p`` for each loss (built from ``leaf``, a detached copy of ``text``) and each of ``params``.
-
-    The generalisation of :func:`~prograd_pl.methods.gradients.context_gradients` to several learned tensors
-    (CoCoOp's context and meta-net): cotangents at the text features first, then one backward through the text
-    tower per loss on the retained graph (``sequential``), or one vmapped backward for all (``batched``; ``auto``
-    picks it on accelerators).  ``scale`` is the fp16 loss scale, divided out of the results.
-    """
-    if backward not in BACKWARDS:
-        raise ValueError(f"backward='{backward}' is not one of {', '.join(BACKWARDS)}.")
-    cotangents = [
-        torch.autograd.grad(loss * scale, leaf, retain_graph=i < len(losses) - 1)[0].to(text.dtype)
-        for i, loss in enumerate(losses)
-    ]
-    if backward == "auto":
-        backward = "sequential" if text.device.type == "cpu" else "batched"
-    if len(cotangents) > 1 and backward == "batched":
-        stacked = torch.autograd.grad(text, params, torch.stack(cotangents), is_grads_batched=True)
-        out = [[g[i] for g in stacked] for i in range(len(cotangents))]
-    else:
-        last = len(cotangents) - 1
-        out = [
-            list(torch.autograd.grad(text, params, c, retain_graph=i < last))
-            for i, c in enumerate(cotangents)
-        ]
-    return [[g / scale for g in grads] for grads in out] if scale != 1.0 else out
