@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from omegaconf import DictConfig
 
 from prograd_pl.app.identity import flatten, method_label
+from prograd_pl.results.aggregate import harmonic_mean
 from prograd_pl.results.wandb_upload import sweep_group
 
 
@@ -55,7 +56,7 @@ def finish_loggers(loggers: Sequence, records: Sequence[dict[str, Any]], setting
         metrics[f"{prefix}/acc"] = float(rec["metrics"]["acc"])
     base, new = metrics.get("test/base/acc"), metrics.get("test/new/acc")
     if base is not None and new is not None:
-        metrics["test/H"] = 2 * base * new / (base + new) if base + new > 0 else 0.0
+        metrics["test/H"] = harmonic_mean(base, new)
     for logger in loggers:
         logger.log_metrics(metrics)
         logger.finalize("success")
