@@ -79,12 +79,35 @@ def wandb_records(path: Path) -> list:
     return records
 
 
-def wandb_run_contents(run_file: Path) -> dict:
-    """``{"run": RunRecord, "config": {...}, "history": [{...}], "summary": {...}}`` of an offline run file."""
-    import json
+def wandb_run_file(folder: Path, wait_s: float = 60.0) -> Path:
+    """The one offline run file under ``folder``, waiting (up to ``wait_s``) for W&B's service process to create it."""
+    import time
 
+    deadline = time.monotonic() + wait_s
+    found = list(Path(folder).glob("wandb/offline-run-*/run-*.wandb"))
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.2)
+        found = list(Path(folder).glob("wandb/offline-run-*/run-*.wandb"))
+    (run_file,) = found
+    return run_file
+
+
+def wandb_run_contents(run_file: Path, wait_s: float = 60.0) -> dict:
+    """``{"run": RunRecord, "config": {...}, "history": [{...}], "summary": {...}}`` of an offline run file.
+
+    W&B's service process writes the file after ``run.finish()`` has returned, so this waits (up to ``wait_s``) for
+    the run's closing ``exit`` record before reading it.
+    """
+    import json
+    import time
+
+    deadline = time.monotonic() + wait_s
+    records = wandb_records(run_file)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        records = wandb_records(run_file)
     out: dict = {"run": None, "config": {}, "history": [], "summary": {}}
-    for rec in wandb_records(run_file):
+    for rec in records:
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             out["run"] = rec.run

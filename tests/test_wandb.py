@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import ROOT, compose, small_overrides
 from data_trees import build_tree
-from scaleout_helpers import wandb_run_contents
+from scaleout_helpers import wandb_run_contents, wandb_run_file
 
 from prograd_pl.app.run import run
 
@@ -22,8 +22,7 @@ def test_offline_run_logs_config_group_targets_and_curves_and_report_uploads_tab
     build_tree("oxford_pets", tmp_path / "data", n_classes=4, per_class=(4, 2, 3))
     res = run(compose(small_overrides(tmp_path, "dataset=oxford_pets", "setting=base2new", "shots=2",
                                       "trainer.max_epochs=2", "threads=1", "logger=wandb_offline")))  # fmt: skip
-    (run_file,) = Path(res["run_dir"]).glob("wandb/offline-run-*/run-*.wandb")
-    got = wandb_run_contents(run_file)
+    got = wandb_run_contents(wandb_run_file(Path(res["run_dir"])))
     assert got["run"].run_group == "base2new-prograd-tiny"
     cfg = got["config"]
     assert cfg["method.name"] == "prograd" and cfg["shots"] == 2 and cfg["dataset.name"] == "oxford_pets"
