@@ -8,7 +8,9 @@ up to EOT.  Hence
   ``L x L`` corner of the mask) changes nothing but float summation order;
 * when all prompts start with the same ``P`` embeddings (SOT + a generic context), those ``P`` rows are identical
   for every prompt at every layer, so they can be computed once (batch 1) and each prompt's remaining rows attend
-  to them as extra keys/values.  The backward pass accumulates into the single shared prefix.
+  to them as extra keys/values.  Those keys/values are one matrix for all prompts, never copied per prompt (the
+  scores against them are one matmul over every prompt's rows), and the backward pass accumulates into the
+  single shared prefix.
 * for the same reason each prompt needs only its rows up to its own EOT (prompts are grouped by that length
   instead of padded to the longest), and in the last block only the EOT row itself.
 """
@@ -99,8 +101,8 @@ class PromptTextEncoder(nn.Module):
         for length, idx in groups:
             rows.append((suffix[idx, :length].to(dtype) + pos[p_len : p_len + length]).reshape(-1, suffix.shape[2]))
         hs = torch.cat(rows)
-        # suffix row i of a group sees the whole prefix and the group's rows <= i
-        masks = [torch.cat([causal.new_zeros(length, p_len), causal[:length, :length]], dim=1) for length, _ in groups]
+        # suffix row i of a group sees the whole prefix and the group's rows <= i (the mask of the latter)
+        masks = [causal[:length, :length] for length, _ in groups]
         prefix_mask = tower.attn_mask[:p_len, :p_len].to(dtype)
         blocks = list(tower.transformer.resblocks)
         for block in blocks[:-1]:
@@ -134,6 +136,37 @@ def _prefix_qkv(block: nn.Module, hp: torch.Tensor) -> tuple[torch.Tensor, torch
     return _heads(qp, attn.num_heads), _heads(kp, attn.num_heads), _heads(vp, attn.num_heads)
 
 
+def _attend(
+    q: torch.Tensor,
+    kp: torch.Tensor,
+    vp: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Attention of a group's suffix queries over the shared prefix keys and the group's own suffix keys.
+
+    ``q [m, H, Lq, hd]``; ``kp, vp [1, H, P, hd]`` are the prefix keys/values, used as one matrix for all ``m``
+    prompts (never copied per prompt, and their gradient is one matmul, not a sum over copies); ``k, v
+    [m, H, L, hd]``; ``mask [Lq, L]`` additive, over the group's own keys (every suffix row sees the whole
+    prefix).  One softmax over the ``P + L`` scores: the same function as attention over the concatenated
+    keys.
+    """
+    m, heads, lq, hd = q.shape
+    p_len = kp.shape[2]
+    q = q * hd**-0.5
+    q_rows = q.transpose(0, 1).reshape(heads, m * lq, hd)  # every prompt's rows against the same prefix keys
+    s_prefix = (q_rows @ kp[0].transpose(-2, -1)).view(heads, m, lq, p_len).transpose(0, 1)
+    s_own = q @ k.transpose(-2, -1)
+    if mask is not None:
+        s_own = s_own + mask
+    a_prefix, a_own = torch.softmax(torch.cat([s_prefix, s_own], dim=-1), dim=-1).split(
+        [p_len, k.shape[2]], dim=-1
+    )
+    o_prefix = (a_prefix.transpose(0, 1).reshape(heads, m * lq, p_len) @ vp[0]).view(heads, m, lq, hd)
+    return o_prefix.transpose(0, 1) + a_own @ v
+
+
 def _finish(block: nn.Module, h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
     """Output projection, residuals and MLP of a block, given the attention output ``o`` (heads merged)."""
     h = h + block.ls_1(block.attn.out_proj(o))
@@ -164,13 +197,10 @@ def _shared_prefix_block(
     op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=prefix_mask)
     q_all, k_all, v_all = F.linear(block.ln_1(hs), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
     outs = []
-    for q, k, v, (_, idx), mask in zip(
-        _split_groups(q_all, groups), _split_groups(k_all, groups), _split_groups(v_all, groups), groups, masks
+    for q, k, v, mask in zip(
+        _split_groups(q_all, groups), _split_groups(k_all, groups), _split_groups(v_all, groups), masks
     ):
-        m = len(idx)
-        keys = torch.cat([kp.expand(m, -1, -1, -1), _heads(k, heads)], dim=2)
-        values = torch.cat([vp.expand(m, -1, -1, -1), _heads(v, heads)], dim=2)
-        outs.append(_merge_heads(F.scaled_dot_product_attention(_heads(q, heads), keys, values, attn_mask=mask)))
+        outs.append(_merge_heads(_attend(_heads(q, heads), kp, vp, _heads(k, heads), _heads(v, heads), mask)))
     hp = _finish(block, hp, _merge_heads(op).view_as(hp))
     return hp, _finish(block, hs, torch.cat(outs))
 
@@ -188,12 +218,9 @@ def _last_block_eot_rows(
     h_eot = torch.cat(last)
     q_eot = F.linear(block.ln_1(h_eot), attn.in_proj_weight[:width], _rows(bias, 0, width))
     outs = []
-    for q, k, v, (_, idx) in zip(
-        q_eot.split([len(idx) for _, idx in groups]), _split_groups(k_all, groups), _split_groups(v_all, groups), groups
+    for q, k, v in zip(
+        q_eot.split([len(idx) for _, idx in groups]), _split_groups(k_all, groups), _split_groups(v_all, groups)
     ):
-        m = len(idx)
-        keys = torch.cat([kp.expand(m, -1, -1, -1), _heads(k, heads)], dim=2)
-        values = torch.cat([vp.expand(m, -1, -1, -1), _heads(v, heads)], dim=2)
         # the EOT row is the group's last row: it sees every key, no mask needed
-        outs.append(_merge_heads(F.scaled_dot_product_attention(_heads(q.unsqueeze(1), heads), keys, values)))
+        outs.append(_merge_heads(_attend(_heads(q.unsqueeze(1), heads), kp, vp, _heads(k, heads), _heads(v, heads))))
     return _finish(block, h_eot, torch.cat(outs))
