@@ -272,3 +272,33 @@ def test_headroom_probe_picks_c_on_val_and_draws_shots_per_class():
     assert c == grid[int(np.argmax(vals))]
     direct = LogisticRegression(C=c, max_iter=2000).fit(tx, ty).predict(sx)
     assert acc == pytest.approx(100.0 * (direct == sy).mean())
+
+
+def test_headroom_half_accuracies_score_each_half_among_its_own_classes():
+    from prograd_pl.mini.headroom import half_accuracies
+
+    labels = np.array([0, 1, 2, 3])
+    # image 0 (class 0) prefers class 3 overall, but among the base classes {0, 1} it is right;
+    # image 3 (class 3) prefers class 0 overall, but among the new classes {2, 3} it is wrong (class 2 wins)
+    scores = np.array(
+        [
+            [0.5, 0.1, 0.0, 0.9],
+            [0.6, 0.2, 0.0, 0.0],
+            [0.0, 0.0, 0.7, 0.1],
+            [0.9, 0.0, 0.4, 0.3],
+        ]
+    )
+    assert half_accuracies(scores, labels, 2) == (50.0, 50.0)
+
+
+def test_headroom_style_scan_rejects_an_unknown_style_before_loading_weights(capsys, monkeypatch):
+    import prograd_pl.mini.headroom as headroom
+
+    def no_model(*_):
+        raise AssertionError("weights loaded before the options were checked")
+
+    monkeypatch.setattr(headroom, "load_mini", no_model)
+    with pytest.raises(SystemExit) as exit_info:
+        headroom.main(["--styles", "negative,sepia"])
+    assert exit_info.value.code == 2
+    assert "--styles: unknown style sepia" in capsys.readouterr().err

@@ -7,6 +7,7 @@ there is: on real CLIP it beats zero-shot by 10-20 points on most of the paper's
 
     python -m prograd_pl.mini.headroom --shots 16 --seeds 1,2,3          # the packaged prograd-mini weights
     python -m prograd_pl.mini.headroom --weights other.pt --out headroom.md
+    python -m prograd_pl.mini.headroom --styles all --seeds 1    # every task in every style (world design)
 
 Images are rendered in memory with the same pixels as the generated datasets (``render_task_item``), at the
 model's input size, without augmentation.
@@ -15,6 +16,7 @@ model's input size, without augmentation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prograd_pl.mini.world import TASKS, MiniTask
+from prograd_pl.mini.world import STYLES, TASKS, MiniTask
 from prograd_pl.mini.zeroshot import class_text_features, render_split
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
@@ -91,13 +93,28 @@ def linear_probe(
     return 100.0 * float((clf.predict(test_x) == test_y).mean()), best_c
 
 
-def task_headroom(model, tokenizer, task: MiniTask, shots: int, seeds: Sequence[int]) -> dict:
-    """Zero-shot and ``shots``-shot linear-probe test accuracy (%) on all classes of ``task`` (probe: mean over
-    ``seeds``), plus the same split into base (first half of the classes) and new (second half) for zero-shot."""
+def _features(model, tokenizer, task: MiniTask) -> tuple[dict, dict, np.ndarray]:
+    """Image features and labels of the train/val/test splits of ``task``, and its class text features."""
     splits = {s: render_split(task, s) for s in ("train", "val", "test")}
     feats = {s: image_features(model, x) for s, (x, _) in splits.items()}
     labels = {s: np.asarray(y) for s, (_, y) in splits.items()}
     text = class_text_features(model, tokenizer, task.classnames, task.template).numpy()
+    return feats, labels, text
+
+
+def half_accuracies(scores: np.ndarray, labels: np.ndarray, n_base: int) -> tuple[float, float]:
+    """Zero-shot accuracy (%) on the base classes (``< n_base``) among the base classes only, and on the new
+    ones among the new ones only: what base-to-new evaluation measures."""
+    base = labels < n_base
+    acc_base = (scores[base][:, :n_base].argmax(1) == labels[base]).mean()
+    acc_new = (scores[~base][:, n_base:].argmax(1) + n_base == labels[~base]).mean()
+    return 100.0 * float(acc_base), 100.0 * float(acc_new)
+
+
+def task_headroom(model, tokenizer, task: MiniTask, shots: int, seeds: Sequence[int]) -> dict:
+    """Zero-shot and ``shots``-shot linear-probe test accuracy (%) on all classes of ``task`` (probe: mean over
+    ``seeds``), plus the same split into base (first half of the classes) and new (second half) for zero-shot."""
+    feats, labels, text = _features(model, tokenizer, task)
     zs_pred = (feats["test"] @ text.T).argmax(1)
     zs = 100.0 * float((zs_pred == labels["test"]).mean())
     accs, cs = [], []
@@ -121,6 +138,65 @@ def task_headroom(model, tokenizer, task: MiniTask, shots: int, seeds: Sequence[
         "gain": round(float(np.mean(accs)) - zs, 2),
         "C": cs,
     }
+
+
+def style_scan(
+    model, tokenizer, task: MiniTask, styles: Sequence[str | None], shots: int = 16, base_shots: int = 4, seed: int = 1
+) -> list[dict]:
+    """Headroom of ``task`` drawn in each of ``styles`` (``None``: unstyled), one probe seed.
+
+    Per style: all-class zero-shot and ``shots``-shot probe; zero-shot on the base and new halves (as base-to-new
+    evaluates them); and a ``base_shots``-shot probe on the base classes only, i.e. what a base-to-new run trains
+    on (its gain over base zero-shot bounds what a prompt can gain there from the features alone).
+    """
+    rows = []
+    for style in styles:
+        styled = dataclasses.replace(task, style=style)
+        feats, labels, text = _features(model, tokenizer, styled)
+        scores = feats["test"] @ text.T
+        zs = 100.0 * float((scores.argmax(1) == labels["test"]).mean())
+        n_base = -(-len(task.classnames) // 2)  # ceil, as the base-to-new split
+        zs_base, zs_new = half_accuracies(scores, labels["test"], n_base)
+        idx = few_shot_indices(labels["train"], shots, seed)
+        lp, _ = linear_probe(
+            feats["train"][idx], labels["train"][idx], feats["val"], labels["val"], feats["test"], labels["test"]
+        )
+        keep = {s: labels[s] < n_base for s in labels}
+        sub = {s: (feats[s][keep[s]], labels[s][keep[s]]) for s in labels}
+        idx = few_shot_indices(sub["train"][1], base_shots, seed)
+        lp_base, _ = linear_probe(sub["train"][0][idx], sub["train"][1][idx], *sub["val"], *sub["test"])
+        rows.append(
+            {
+                "task": task.name,
+                "style": style or "none",
+                "zero_shot": round(zs, 2),
+                "linear_probe": round(lp, 2),
+                "gain": round(lp - zs, 2),
+                "zero_shot_base": round(zs_base, 2),
+                "zero_shot_new": round(zs_new, 2),
+                "base_probe": round(lp_base, 2),
+                "base_gain": round(lp_base - zs_base, 2),
+            }
+        )
+    return rows
+
+
+def style_table(rows: list[dict], shots: int, base_shots: int, seed: int) -> str:
+    """Markdown table of :func:`style_scan` rows."""
+    lines = [
+        f"Headroom by style (probe seed {seed}; all classes: zero-shot vs {shots}-shot probe; base half: zero-shot "
+        f"vs {base_shots}-shot probe on the base classes; new half: zero-shot)",
+        "",
+        f"| task | style | zero-shot | probe · {shots} shots | gain | base zero-shot | base probe · {base_shots} shots "
+        "| base gain | new zero-shot |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['style']} | {r['zero_shot']:.2f} | {r['linear_probe']:.2f} | {r['gain']:+.2f} | "
+            f"{r['zero_shot_base']:.2f} | {r['base_probe']:.2f} | {r['base_gain']:+.2f} | {r['zero_shot_new']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def headroom_table(rows: list[dict], shots: int, n_seeds: int) -> str:
@@ -151,20 +227,49 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shots", type=int, default=16)
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--out", type=Path, default=None, help="also write the table (.md) and rows (.json) here")
+    p.add_argument(
+        "--styles",
+        default=None,
+        help="scan the tasks drawn in these styles instead ('all', or a comma list of "
+        f"{', '.join(STYLES)}, none); probe seed: the first of --seeds",
+    )
+    p.add_argument("--base-shots", type=int, default=4, help="--styles: shots of the base-class probe")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.time()
-    model, tokenizer = load_mini(a.weights)
     seeds = [int(s) for s in a.seeds.split(",")]
+    styles: list[str | None] = []
+    if a.styles is not None:
+        names = ["none", *STYLES] if a.styles == "all" else a.styles.split(",")
+        unknown = [n for n in names if n != "none" and n not in STYLES]
+        if unknown:
+            p.error(f"--styles: unknown style {', '.join(unknown)} (expected all, none or {', '.join(STYLES)})")
+        styles = [None if n == "none" else n for n in names]
+    model, tokenizer = load_mini(a.weights)
+    if styles:
+        rows = [
+            r
+            for n in a.tasks.split(",")
+            for r in style_scan(model, tokenizer, TASKS[n], styles, a.shots, a.base_shots, seeds[0])
+        ]
+        table = style_table(rows, a.shots, a.base_shots, seeds[0])
+        print(table)
+        print(f"style scan: {len(rows)} task-styles in {time.time() - t0:.0f}s")
+        _write(a.out, table, rows)
+        return 0
     rows = [task_headroom(model, tokenizer, TASKS[n], a.shots, seeds) for n in a.tasks.split(",")]
     table = headroom_table(rows, a.shots, len(seeds))
     print(table)
     print(f"headroom: {len(rows)} tasks in {time.time() - t0:.0f}s")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.with_suffix(".md").write_text(table + "\n")
-        a.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    _write(a.out, table, rows)
     return 0
+
+
+def _write(out: Path | None, table: str, rows: list[dict]) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(table + "\n")
+        out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":
