@@ -1091,12 +1091,8 @@ def render_shape_item(c: int, rng: Rng) -> np.ndarray:
     r = rng.uniform(12, 24)
     cx, cy = rng.uniform(r, CANVAS - r, 2)
     bg, _ = random_background(rng, avoid=(colour,), plain=0.5)
-    bg = low_contrast(bg, rng, 0.5)
     angle = rng.normal(0, 20) if rng.random() < 0.6 else rng.uniform(0, 360)
-    img = paint(bg, shape_mask(shape, cx, cy, r, angle), colour_of(rng, colour, 30))
-    img = clutter(img, rng, int(rng.integers(0, 3)))
-    img = colour_cast(img, rng, 0.12)
-    return add_noise(img, rng, rng.uniform(4, 16))
+    return paint(bg, shape_mask(shape, cx, cy, r, angle), colour_of(rng, colour, 30))
 
 
 def render_shape_sketch_item(c: int, rng: Rng) -> np.ndarray:
@@ -1137,21 +1133,14 @@ def render_texture_item(c: int, rng: Rng) -> np.ndarray:
     kind = TEXTURES[c]
     n1 = pick(rng, list(COLOURS))
     n2 = other_colour(rng, (n1,))
-    img = texture_image(kind, rng, colour_of(rng, n1, 30), colour_of(rng, n2, 30), period=rng.uniform(5, 16))
-    img = low_contrast(img, rng, 0.35)
-    img = colour_cast(img, rng, 0.1)
-    if rng.random() < 0.5:
-        img = blur(img, rng.uniform(0.3, 1.0))
-    return add_noise(img, rng, rng.uniform(4, 18))
+    return texture_image(kind, rng, colour_of(rng, n1, 30), colour_of(rng, n2, 30), period=rng.uniform(5, 16))
 
 
 def render_digit_item(index: int, rng: Rng) -> np.ndarray:
     """Held-out real handwriting, dark ink on light paper."""
-    paper = add_noise(np.full((CANVAS, CANVAS, 3), rng.uniform(190, 250), np.float64), rng, 5)
+    paper = np.full((CANVAS, CANVAS, 3), rng.uniform(190, 250), np.float64)
     ink = tuple(int(v) for v in rng.uniform(0, 90, 3))
-    img = handwritten_digit(index, rng, ink, paper)
-    img = colour_cast(img, rng, 0.08)
-    return add_noise(img, rng, rng.uniform(3, 12))
+    return handwritten_digit(index, rng, ink, paper)
 
 
 def render_scene_item(c: int, rng: Rng) -> np.ndarray:
@@ -1164,11 +1153,7 @@ def render_scene_item(c: int, rng: Rng) -> np.ndarray:
     if rng.random() < 0.6:  # haze
         k = rng.uniform(0.2, 0.6)
         img = img * (1 - k) + rng.uniform(150, 220) * k
-    img = colour_cast(img, rng, 0.25)
-    img = clutter(img, rng, int(rng.integers(0, 4)))
-    if rng.random() < 0.5:
-        img = blur(img, rng.uniform(0.4, 1.2))
-    return add_noise(img, rng, rng.uniform(3, 14))
+    return img
 
 
 def render_colour_item(c: int, rng: Rng) -> np.ndarray:
@@ -1181,12 +1166,9 @@ def render_colour_item(c: int, rng: Rng) -> np.ndarray:
         bg = np.full((CANVAS, CANVAS, 3), rng.uniform(60, 200), np.float64)
     else:
         bg, _ = random_background(rng, avoid=(colour,))
-        bg = low_contrast(bg, rng, 0.3)
     col = np.asarray(colour_of(rng, colour, 25), np.float64)
     y = np.linspace(rng.uniform(0.7, 1.0), rng.uniform(1.0, 1.25), CANVAS)[:, None, None]
-    img = paint(bg, shape_mask(shape, cx, cy, r, rng.uniform(0, 360)), np.clip(col * y, 0, 255))
-    img = colour_cast(img, rng, 0.22)
-    return add_noise(img, rng, rng.uniform(4, 14))
+    return paint(bg, shape_mask(shape, cx, cy, r, rng.uniform(0, 360)), np.clip(col * y, 0, 255))
 
 
 @dataclass(frozen=True)
@@ -1226,7 +1208,7 @@ def render_task_item(task: MiniTask, label: int, item: int) -> np.ndarray:
     else:
         img = task.render(label, rng)
     if task.style is not None:
-        img = add_noise(apply_style(img, rng, task.style), rng, rng.uniform(2, 6))
+        img = apply_style(img, rng, task.style)
     return img
 
 
