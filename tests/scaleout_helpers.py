@@ -68,6 +68,8 @@ def wandb_records(path: Path) -> list:
         if kind == 0 and length == 0:
             pos += room
             continue
+        if pos + 7 + length > len(data):  # W&B's service process is still appending this chunk: not a record yet
+            break
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         parts.append(chunk)
