@@ -2,9 +2,11 @@
 
 Everything is drawn with NumPy and Pillow from an explicit ``numpy.random.Generator``, so a sample depends only
 on the seed it is given. Images are rendered at ``CANVAS`` px (the size stored on disk) and the model sees them
-resized to ``MODEL_SIZE`` px. Pretraining renders concepts cleanly with many caption phrasings; the downstream
-tasks render the same concepts with a shift (rotation, clutter, noise, colour casts, real handwriting), so that
-zero-shot transfer works, but only partly, as with real CLIP.
+resized to ``MODEL_SIZE`` px. Pretraining renders concepts with many caption phrasings, under unnamed conditions
+(clutter, colour casts, low contrast, blur, noise) and, for some pairs, in a named style; each downstream task
+renders its concepts cleanly (other framings, rotations, held-out real handwriting) but in one style that its
+hand-written template does not name, so that zero-shot transfer works, but only partly, and the frozen features
+hold more than the template reaches, as with real CLIP.
 """
 
 from __future__ import annotations
