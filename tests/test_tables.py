@@ -43,3 +43,15 @@ def test_sweep_then_report_on_the_mini_world(tmp_path, setting):
         assert subs.count(("prograd", "new")) == 2 and subs.count(("zeroshot", "base")) == 1
         assert subs.count(("cocoop", "new")) == 2 and "cocoop" in md
         assert "H" in md
+
+
+def test_sweep_names_the_override_to_use_instead_of_a_sweeper_param_list(capsys):
+    from prograd_pl.sweep import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["base2new", "--model", "mini", "--dry-run", "hydra.sweeper.params.seed=4,5,6"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "hydra.sweeper.params.seed=4,5,6: Hydra does not sweep over its own config keys; pass seed=4,5,6" in err
+    assert main(["base2new", "--model", "mini", "--dry-run", "seed=4,5,6"]) == 0  # the form it names works
+    assert main(["base2new", "--model", "mini", "--dry-run", "hydra.sweeper.params.seed=2"]) == 0  # one value is fine

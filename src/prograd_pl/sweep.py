@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     args = p.parse_intermixed_args(argv)
+    for o in args.overrides:
+        key, _, value = o.partition("=")
+        if key.startswith("hydra.sweeper.params.") and "," in value:
+            name = key.removeprefix("hydra.sweeper.params.")
+            p.error(f"{o}: Hydra does not sweep over its own config keys; pass {name}={value} instead (it replaces "
+                    f"the experiment's list of {name})")
     for cmd in build_commands(args):
         print("+", " ".join(cmd), flush=True)
         if not args.dry_run:
