@@ -51,6 +51,7 @@ PINNED_DIGESTS = {
     "mini_scenes": "27e2150cebc069d4",
     "mini_colors": "62e65f0552775423",
     "mini_shapes_sketch": "60fbc4dbd6012ed4",  # the test-only sketches are drawn as in v3
+    "mini_textures_renditions": "4ddb108125ea5be1",
 }
 
 
@@ -147,9 +148,21 @@ def test_registry_and_configs_know_the_mini_datasets():
         assert get_dataset_info(name) is info
         assert info.n_classes >= 8 and "{}" in info.template and "{}" in info.coop_template
         assert compose([f"dataset={name}"]).dataset.name == name
-    sketch = MINI_DATASETS["mini_shapes_sketch"]
-    assert sketch.test_only and sketch.sizes[:2] == (0, 0)
-    assert TASKS["mini_shapes_sketch"].classnames == TASKS["mini_shapes"].classnames
+    for target, source in (("mini_shapes_sketch", "mini_shapes"), ("mini_textures_renditions", "mini_textures")):
+        info = MINI_DATASETS[target]
+        assert info.test_only and info.sizes[:2] == (0, 0)
+        assert TASKS[target].classnames == TASKS[source].classnames
+        assert TASKS[target].template == TASKS[source].template
+    dg = compose(["experiment=mini_dg"])
+    assert dg.dataset.name == "mini_textures" and list(dg.eval_datasets) == ["mini_textures_renditions"]
+
+
+def test_texture_renditions_draw_each_image_in_another_named_style_or_none():
+    """The DG target of mini_textures: the same textures in the pretraining's other renditions, never embossed."""
+    from prograd_pl.mini.world import RENDITION_STYLES, STYLES
+
+    assert set(RENDITION_STYLES) - {"none"} <= set(STYLES) and "embossed" not in RENDITION_STYLES
+    assert len(RENDITION_STYLES) >= 4
 
 
 def test_reader_generates_on_first_use(tmp_path):

@@ -1173,6 +1173,17 @@ def render_colour_item(c: int, rng: Rng) -> np.ndarray:
     return paint(bg, shape_mask(shape, cx, cy, r, rng.uniform(0, 360)), np.clip(col * y, 0, 255))
 
 
+RENDITION_STYLES = ("none", "negative", "thermal", "pixel_art", "mosaic", "blueprint")
+
+
+def render_texture_rendition_item(c: int, rng: Rng) -> np.ndarray:
+    """A mini_textures class in one of the other renditions the pretraining names (or none), drawn per image: the
+    textures' domain-generalisation target, as ImageNet-R's renditions are for ImageNet."""
+    img = render_texture_item(c, rng)
+    style = pick(rng, RENDITION_STYLES)
+    return img if style == "none" else apply_style(img, rng, style)
+
+
 @dataclass(frozen=True)
 class MiniTask:
     """A downstream classification task of the mini world."""
@@ -1282,6 +1293,17 @@ TASKS: dict[str, MiniTask] = {
             render_shape_sketch_item,
             test_only=True,
             seed=106,
+        ),
+        MiniTask(
+            "mini_textures_renditions",
+            "mini_textures_renditions",
+            TEXTURES,
+            "a texture of {}.",
+            "{} texture.",
+            (0, 0, 40),
+            render_texture_rendition_item,
+            test_only=True,
+            seed=107,
         ),
     ]
 }

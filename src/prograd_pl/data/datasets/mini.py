@@ -2,8 +2,9 @@
 
 Same layout and split format as the real ones: ``<folder>/images/<class>/*.png`` and ``split_<name>.json``.
 Each reader generates its dataset on first use (deterministically, atomically; see ``prograd_pl.mini.generate``)
-and then reads it like any CoOp JSON dataset. ``mini_shapes_sketch`` is a test-only, domain-shifted rendering of
-``mini_shapes`` (the ImageNet-Sketch of the mini world).
+and then reads it like any CoOp JSON dataset. Two are test-only, domain-shifted renderings: ``mini_shapes_sketch``
+(``mini_shapes`` as pencil sketches, the ImageNet-Sketch of the mini world) and ``mini_textures_renditions``
+(``mini_textures`` in the other styles the pretraining names, its ImageNet-R).
 """
 
 from __future__ import annotations
