@@ -9,6 +9,11 @@ from .base import DatasetError, DatasetSplits, Datum
 SUBSAMPLES = ("all", "base", "new")
 
 
+def base_class_count(n_classes: int) -> int:
+    """How many of ``n_classes`` (sorted) labels are base classes: the first ``ceil(n/2)``."""
+    return math.ceil(n_classes / 2)
+
+
 def subsample_classes(splits: DatasetSplits, which: str) -> DatasetSplits:
     """Keep the base (first ``ceil(n/2)`` labels) or new (remaining) classes, relabelled ``0..``.
 
@@ -25,7 +30,7 @@ def subsample_classes(splits: DatasetSplits, which: str) -> DatasetSplits:
         raise DatasetError(
             f"dataset {splits.name!r} has {len(labels)} class(es) in train; base/new needs at least 2."
         )
-    m = math.ceil(len(labels) / 2)
+    m = base_class_count(len(labels))
     kept = labels[:m] if which == "base" else labels[m:]
     relabel = {old: new for new, old in enumerate(kept)}
 

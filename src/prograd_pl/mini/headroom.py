@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prograd_pl.data.base2new import base_class_count
 from prograd_pl.mini.world import STYLES, TASKS, MiniTask
 from prograd_pl.mini.zeroshot import class_text_features, render_split
 
@@ -111,32 +112,27 @@ def half_accuracies(scores: np.ndarray, labels: np.ndarray, n_base: int) -> tupl
     return 100.0 * float(acc_base), 100.0 * float(acc_new)
 
 
+def _probe(feats: dict, labels: dict, shots: int, seed: int) -> tuple[float, float]:
+    """Test accuracy (%) and C of a linear probe on ``shots`` train images per class (drawn with ``seed``)."""
+    idx = few_shot_indices(labels["train"], shots, seed)
+    return linear_probe(
+        feats["train"][idx], labels["train"][idx], feats["val"], labels["val"], feats["test"], labels["test"]
+    )
+
+
 def task_headroom(model, tokenizer, task: MiniTask, shots: int, seeds: Sequence[int]) -> dict:
     """Zero-shot and ``shots``-shot linear-probe test accuracy (%) on all classes of ``task`` (probe: mean over
-    ``seeds``), plus the same split into base (first half of the classes) and new (second half) for zero-shot."""
+    ``seeds``)."""
     feats, labels, text = _features(model, tokenizer, task)
-    zs_pred = (feats["test"] @ text.T).argmax(1)
-    zs = 100.0 * float((zs_pred == labels["test"]).mean())
-    accs, cs = [], []
-    for seed in seeds:
-        idx = few_shot_indices(labels["train"], shots, seed)
-        acc, c = linear_probe(
-            feats["train"][idx],
-            labels["train"][idx],
-            feats["val"],
-            labels["val"],
-            feats["test"],
-            labels["test"],
-        )
-        accs.append(acc)
-        cs.append(c)
+    zs = 100.0 * float(((feats["test"] @ text.T).argmax(1) == labels["test"]).mean())
+    accs, cs = zip(*(_probe(feats, labels, shots, seed) for seed in seeds))
     return {
         "task": task.name,
         "zero_shot": round(zs, 2),
         "linear_probe": round(float(np.mean(accs)), 2),
         "linear_probe_std": round(float(np.std(accs)), 2),
         "gain": round(float(np.mean(accs)) - zs, 2),
-        "C": cs,
+        "C": list(cs),
     }
 
 
@@ -149,22 +145,18 @@ def style_scan(
     evaluates them); and a ``base_shots``-shot probe on the base classes only, i.e. what a base-to-new run trains
     on (its gain over base zero-shot bounds what a prompt can gain there from the features alone).
     """
+    n_base = base_class_count(len(task.classnames))
     rows = []
     for style in styles:
-        styled = dataclasses.replace(task, style=style)
-        feats, labels, text = _features(model, tokenizer, styled)
+        feats, labels, text = _features(model, tokenizer, dataclasses.replace(task, style=style))
         scores = feats["test"] @ text.T
         zs = 100.0 * float((scores.argmax(1) == labels["test"]).mean())
-        n_base = -(-len(task.classnames) // 2)  # ceil, as the base-to-new split
         zs_base, zs_new = half_accuracies(scores, labels["test"], n_base)
-        idx = few_shot_indices(labels["train"], shots, seed)
-        lp, _ = linear_probe(
-            feats["train"][idx], labels["train"][idx], feats["val"], labels["val"], feats["test"], labels["test"]
+        lp, _ = _probe(feats, labels, shots, seed)
+        base = {s: labels[s] < n_base for s in labels}
+        lp_base, _ = _probe(
+            {s: feats[s][base[s]] for s in feats}, {s: labels[s][base[s]] for s in labels}, base_shots, seed
         )
-        keep = {s: labels[s] < n_base for s in labels}
-        sub = {s: (feats[s][keep[s]], labels[s][keep[s]]) for s in labels}
-        idx = few_shot_indices(sub["train"][1], base_shots, seed)
-        lp_base, _ = linear_probe(sub["train"][0][idx], sub["train"][1][idx], *sub["val"], *sub["test"])
         rows.append(
             {
                 "task": task.name,
