@@ -50,3 +50,60 @@ def small_overrides(tmp_path: Path, *extra: str) -> list[str]:
         "logger=none",
         *extra,
     ]
+
+
+def random_images(backbone, n: int, seed: int):
+    """``n`` random images at ``backbone``'s input size, drawn from ``seed``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, backbone.image_size, backbone.image_size, generator=g)
+
+
+def fit_one_step(module, images, labels) -> None:
+    """One optimiser step of ``module`` on the batch ``(images, labels)`` through Lightning's Trainer on the CPU."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    trainer = L.Trainer(
+        max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=len(labels)))
+
+
+def _gloo_worker(rank, world, port, tmp, state_path, build, images, labels):
+    import torch
+
+    from prograd_pl.models.backbone import load_backbone
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    backbone = load_backbone("prograd-tiny", None)
+    backbone.model.load_state_dict(torch.load(state_path, weights_only=True))
+    module = build(backbone)
+    half = len(labels) // world
+    sl = slice(rank * half, (rank + 1) * half)
+    grad, logs = module.compute_update(images[sl], labels[sl])
+    if rank == 0:
+        torch.save({"grad": grad, "cos": logs["grad_cos"]}, os.path.join(tmp, "ddp.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def gloo_compute_update(backbone, build, images, labels, tmp_path: Path, world: int = 2) -> dict:
+    """``build(backbone).compute_update`` in ``world`` gloo processes, each on its slice of the batch (real
+    ``torch.distributed``, the same weights as ``backbone``): rank 0's ``{"grad", "cos"}``. ``build`` must be a
+    module-level function (it is pickled to the spawned processes)."""
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state_path = tmp_path / "state.pt"
+    torch.save(backbone.model.state_dict(), state_path)
+    args = (world, port, str(tmp_path), str(state_path), build, images, labels)
+    mp.spawn(_gloo_worker, args=args, nprocs=world, join=True)
+    return torch.load(tmp_path / "ddp.pt", weights_only=True)

@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import fit_one_step, random_images
 from torch.utils.data import DataLoader, TensorDataset
 
 from prograd_pl.methods.method_module import MethodModule
@@ -107,21 +108,12 @@ def our_step(backbone, pl, images, labels, precision=None, **kw):
         backbone, pl, method="cocoop", lr=LR, momentum=MOM, weight_decay=WD, max_epochs=1, warmup_epochs=0,
         mixed_dtype=precision, **kw,
     )  # fmt: skip
-    trainer = L.Trainer(
-        max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
-    )  # fmt: skip
-    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=len(labels)))
+    fit_one_step(module, images, labels)
     return [p.detach().clone() for p in pl.learned_parameters()], module
 
 
-def images_for(backbone, n, seed):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, backbone.image_size, backbone.image_size, generator=g)
-
-
 def test_cocoop_step_equals_hand_written_step(tiny_backbone):
-    images = images_for(tiny_backbone, 3, seed=11)
+    images = random_images(tiny_backbone, 3, seed=11)
     labels = torch.tensor([0, 4, 2])
     pl = learner(tiny_backbone)
     start = [p.detach().clone() for p in pl.learned_parameters()]
@@ -134,7 +126,7 @@ def test_cocoop_step_equals_hand_written_step(tiny_backbone):
 
 
 def test_cocoop_bf16_keeps_fp32_master_weights(tiny_backbone):
-    images = images_for(tiny_backbone, 3, seed=12)
+    images = random_images(tiny_backbone, 3, seed=12)
     labels = torch.tensor([1, 3, 5])
     pl = learner(tiny_backbone)
     start = [p.detach().clone() for p in pl.learned_parameters()]
@@ -153,7 +145,7 @@ def test_cocoop_evaluates_other_class_sets_and_cached_features(tiny_backbone):
     module = MethodModule(tiny_backbone, pl, method="cocoop")
     module.set_eval_classes(OTHER, template="a photo of a {}.")
     pl.eval_prompt_budget = 5  # forces chunks of one image (5 // 4 classes)
-    images = images_for(tiny_backbone, 6, seed=13)
+    images = random_images(tiny_backbone, 6, seed=13)
     img = module.image_features(images)
     with torch.no_grad():
         ref_text = F.normalize(reference_text(tiny_backbone, pl.ctx, pl.meta_net, img, OTHER), dim=-1)

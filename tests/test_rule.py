@@ -4,14 +4,12 @@ whole vector; on CoCoOp it equals a hand-written projected step; DDP averages be
 from __future__ import annotations
 
 import copy
-import os
 
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from test_cocoop import NAMES, images_for, learner, reference_text
-from torch.utils.data import DataLoader, TensorDataset
+from conftest import fit_one_step, gloo_compute_update, random_images
+from test_cocoop import NAMES, learner, reference_text
 
 from prograd_pl.methods.method_module import MethodModule
 from prograd_pl.methods.module import MethodError, PromptTuningModule
@@ -88,17 +86,9 @@ def hand_cocoop_rule_step(backbone, pl0, images, labels, scope):
     return new, conflicts, ce_only
 
 
-def fit_one_step(module, images, labels):
-    trainer = L.Trainer(
-        max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
-    )  # fmt: skip
-    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=len(labels)))
-
-
 @pytest.mark.parametrize("scope", ["tensor", "vector"])
 def test_rule_prograd_on_cocoop_equals_hand_written_projected_step(tiny_backbone, scope):
-    images = images_for(tiny_backbone, 2, seed=21)
+    images = random_images(tiny_backbone, 2, seed=21)
     pl = learner(tiny_backbone)
     # labels for which some tensors conflict and others do not (per tensor), or the whole vector conflicts
     for seed in range(60):
@@ -126,7 +116,7 @@ def test_rule_prograd_on_cocoop_equals_hand_written_projected_step(tiny_backbone
 
 
 def test_rule_prograd_on_coop_is_method_prograd(tiny_backbone):
-    images = images_for(tiny_backbone, 8, seed=22)
+    images = random_images(tiny_backbone, 8, seed=22)
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
     results = {}
     for method, rule in (("prograd", "none"), ("coop", "prograd")):
@@ -155,41 +145,16 @@ def test_rule_options_are_checked(tiny_backbone):
         PromptTuningModule(tiny_backbone, pl, method="cocoop")  # the base module keeps its own list
 
 
-def _ddp_worker(rank, world, tmp, state_path, images, labels):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PROGRAD_TEST_PORT"])
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    from prograd_pl.models.backbone import load_backbone
-
-    backbone = load_backbone("prograd-tiny", None)
-    backbone.model.load_state_dict(torch.load(state_path, weights_only=True))
-    module = MethodModule(backbone, learner(backbone), method="cocoop", rule="prograd", template=TEMPLATE)
-    half = len(labels) // world
-    sl = slice(rank * half, (rank + 1) * half)
-    grads, logs = module.compute_update(images[sl], labels[sl])
-    if rank == 0:
-        torch.save({"grads": grads, "cos": logs["grad_cos"]}, os.path.join(tmp, "ddp.pt"))
-    torch.distributed.destroy_process_group()
+def cocoop_rule_module(backbone):
+    return MethodModule(backbone, learner(backbone), method="cocoop", rule="prograd", template=TEMPLATE)
 
 
 @pytest.mark.slow
 def test_cocoop_rule_two_gloo_processes_equal_one_process(tiny_backbone, tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        os.environ["PROGRAD_TEST_PORT"] = str(s.getsockname()[1])
-    state_path = tmp_path / "state.pt"
-    torch.save(tiny_backbone.model.state_dict(), state_path)
-    images = images_for(tiny_backbone, 4, seed=23)
+    images = random_images(tiny_backbone, 4, seed=23)
     labels = torch.tensor([0, 5, 2, 3])
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path), str(state_path), images, labels), nprocs=2, join=True)
-    got = torch.load(tmp_path / "ddp.pt", weights_only=True)
-    module = MethodModule(
-        tiny_backbone, learner(tiny_backbone), method="cocoop", rule="prograd", template=TEMPLATE
-    )
-    full, logs = module.compute_update(images, labels)
+    got = gloo_compute_update(tiny_backbone, cocoop_rule_module, images, labels, tmp_path)
+    full, logs = cocoop_rule_module(tiny_backbone).compute_update(images, labels)
     assert got["cos"] == pytest.approx(logs["grad_cos"], abs=1e-5)
-    for g, f in zip(got["grads"], full):
+    for g, f in zip(got["grad"], full):
         assert (g - f).abs().max() <= 1e-6 + 1e-5 * f.abs().max()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from conftest import fit_one_step, gloo_compute_update, random_images
 
 from prograd_pl.methods.module import PromptTuningModule, recipe_lr
 from prograd_pl.models.prompt_learner import PromptLearner
@@ -16,11 +13,6 @@ from prograd_pl.models.prompt_learner import PromptLearner
 NAMES = ["airplane", "bear", "car", "dog", "elephant", "flower", "guitar"]
 TEMPLATE = "a photo of a {}."
 LR, MOM, WD, LAM = 0.1, 0.9, 5e-4, 1.0  # large enough for a visible update, small enough to stay above fp32 noise
-
-
-def batch(backbone, n=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, backbone.image_size, backbone.image_size, generator=g)
 
 
 def plain_step(backbone, ctx0, images, labels, lam=LAM, method="prograd"):
@@ -61,11 +53,7 @@ def our_step(backbone, ctx0, images, labels, method="prograd", encoding="auto", 
         backbone, pl, method=method, template=TEMPLATE, lam=LAM, lr=LR, momentum=MOM, weight_decay=WD,
         max_epochs=1, warmup_epochs=0, encoding=encoding, mixed_dtype=precision,
     )  # fmt: skip
-    trainer = L.Trainer(
-        max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
-    )  # fmt: skip
-    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=len(labels)))
+    fit_one_step(module, images, labels)
     return pl.ctx.detach().clone(), module
 
 
@@ -75,7 +63,7 @@ def initial_ctx(backbone):
 
 @pytest.mark.parametrize("want_conflict", [True, False])
 def test_prograd_step_equals_plain_step(tiny_backbone, want_conflict):
-    images = batch(tiny_backbone)
+    images = random_images(tiny_backbone, 8, seed=0)
     ctx0 = initial_ctx(tiny_backbone)
     # find a labelling whose two gradients conflict (or align), decided by the hand-written reference
     for seed in range(40):
@@ -94,7 +82,7 @@ def test_prograd_step_equals_plain_step(tiny_backbone, want_conflict):
 
 
 def test_coop_and_all_encodings_give_same_step(tiny_backbone):
-    images = batch(tiny_backbone, seed=1)
+    images = random_images(tiny_backbone, 8, seed=1)
     labels = torch.arange(8) % len(NAMES)
     ctx0 = initial_ctx(tiny_backbone)
     ref, _ = plain_step(tiny_backbone, ctx0, images, labels, method="coop")
@@ -104,7 +92,7 @@ def test_coop_and_all_encodings_give_same_step(tiny_backbone):
 
 
 def test_bf16_mixed_projects_with_fp32_master_context(tiny_backbone):
-    images = batch(tiny_backbone, seed=2)
+    images = random_images(tiny_backbone, 8, seed=2)
     labels = torch.arange(8) % len(NAMES)
     ctx0 = initial_ctx(tiny_backbone)
     ref, _ = plain_step(tiny_backbone, ctx0, images, labels)
@@ -121,7 +109,7 @@ def test_bf16_mixed_projects_with_fp32_master_context(tiny_backbone):
 def test_frozen_towers_stay_in_eval_mode(tiny_backbone):
     bn = next(m for m in tiny_backbone.model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d))
     before = bn.running_mean.clone()
-    images = batch(tiny_backbone, seed=3)
+    images = random_images(tiny_backbone, 8, seed=3)
     _, module = our_step(tiny_backbone, initial_ctx(tiny_backbone), images, torch.zeros(8, dtype=torch.long))
     module.train()
     assert not tiny_backbone.model.training and module.prompt_learner.training
@@ -136,40 +124,16 @@ def test_recipe_schedule():
     assert recipe_lr(49, 50, 0.002) == pytest.approx(7.9e-6, rel=0.01)
 
 
-def _ddp_worker(rank, world, tmp, state_path, images, labels):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PROGRAD_TEST_PORT"])
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    from prograd_pl.models.backbone import load_backbone
-
-    backbone = load_backbone("prograd-tiny", None)
-    backbone.model.load_state_dict(torch.load(state_path, weights_only=True))
+def prograd_module(backbone):
     pl = PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
-    module = PromptTuningModule(backbone, pl, method="prograd", template=TEMPLATE)
-    half = len(labels) // world
-    sl = slice(rank * half, (rank + 1) * half)
-    grad, logs = module.compute_update(images[sl], labels[sl])
-    if rank == 0:
-        torch.save({"grad": grad, "cos": logs["grad_cos"]}, os.path.join(tmp, "ddp.pt"))
-    torch.distributed.destroy_process_group()
+    return PromptTuningModule(backbone, pl, method="prograd", template=TEMPLATE)
 
 
 def test_two_gloo_processes_equal_one_process_on_concatenated_batch(tiny_backbone, tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        os.environ["PROGRAD_TEST_PORT"] = str(s.getsockname()[1])
-    state_path = tmp_path / "state.pt"
-    torch.save(tiny_backbone.model.state_dict(), state_path)
-    images = batch(tiny_backbone, n=8, seed=4)
+    images = random_images(tiny_backbone, 8, seed=4)
     labels = torch.tensor([0, 1, 2, 3, 6, 5, 4, 3])
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path), str(state_path), images, labels), nprocs=2, join=True)
-    got = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    got = gloo_compute_update(tiny_backbone, prograd_module, images, labels, tmp_path)
 
-    pl = PromptLearner(tiny_backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
-    module = PromptTuningModule(tiny_backbone, pl, method="prograd", template=TEMPLATE)
-    full, logs = module.compute_update(images, labels)
+    full, logs = prograd_module(tiny_backbone).compute_update(images, labels)
     assert got["cos"] == pytest.approx(logs["grad_cos"], abs=1e-5)
     assert (got["grad"] - full).abs().max() <= 1e-6 + 1e-5 * full.abs().max()
