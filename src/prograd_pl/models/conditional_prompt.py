@@ -18,7 +18,14 @@ from torch import nn
 
 from prograd_pl.models.backbone import Backbone
 from prograd_pl.models.prompt_learner import ENCODINGS, PromptError, PromptLearner
-from prograd_pl.models.text_encoder import PromptTextEncoder
+from prograd_pl.models.text_encoder import (
+    PromptTextEncoder,
+    _attend,
+    _finish,
+    _merge_heads,
+    _project,
+    _qkv_heads,
+)
 
 
 def image_feature_dim(backbone: Backbone) -> int:
@@ -163,58 +170,26 @@ def encode_per_image_prefixes(
         .expand(b, -1, -1, -1)
         .reshape(b * n, s_len, -1)
     )
-    causal = tower.attn_mask[p_len : p_len + s_len, p_len : p_len + s_len]
-    suffix_mask = torch.cat([causal.new_zeros(s_len, p_len), causal], dim=1).to(dtype)
+    suffix_mask = tower.attn_mask[p_len : p_len + s_len, p_len : p_len + s_len].to(dtype)  # over the own keys
     prefix_mask = tower.attn_mask[:p_len, :p_len].to(dtype)
     for block in tower.transformer.resblocks:
-        hp, hs = _per_image_block(block, hp, hs, n, prefix_mask, suffix_mask)
+        hp, hs = _per_image_block(block, hp, hs, prefix_mask, suffix_mask)
     hs = hs.view(b, n, s_len, -1)
     rows = eot.to(hs.device) - p_len
     x = tower.ln_final(hs[:, torch.arange(n, device=hs.device), rows])
     return _project(tower, x)
 
 
-def _project(tower, x: torch.Tensor) -> torch.Tensor:
-    proj = tower.text_projection
-    if proj is None:
-        return x
-    return proj(x) if isinstance(proj, nn.Linear) else x @ proj
-
-
-def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    rows, length, d = x.shape
-    return x.view(rows, length, n_heads, d // n_heads).transpose(1, 2)
-
-
 def _per_image_block(
     block: nn.Module,
     hp: torch.Tensor,
     hs: torch.Tensor,
-    n: int,
     prefix_mask: torch.Tensor,
     suffix_mask: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One residual attention block: ``hp [B, P, d]`` prefixes, ``hs [B*n, S, d]`` suffixes grouped by image."""
-    attn: nn.MultiheadAttention = block.attn
-    heads = attn.num_heads
-    qp, kp, vp = F.linear(block.ln_1(hp), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    qs, ks, vs = F.linear(block.ln_1(hs), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    qp, kp, vp = _heads(qp, heads), _heads(kp, heads), _heads(vp, heads)
-    qs, ks, vs = _heads(qs, heads), _heads(ks, heads), _heads(vs, heads)
+    qp, kp, vp = _qkv_heads(block, hp)
+    qs, ks, vs = _qkv_heads(block, hs)
     op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=prefix_mask)
-
-    def per_suffix(
-        t: torch.Tensor,
-    ) -> torch.Tensor:  # [B, h, P, hd] -> [B*n, h, P, hd], image b's rows n times
-        return t.unsqueeze(1).expand(-1, n, -1, -1, -1).flatten(0, 1)
-
-    keys = torch.cat([per_suffix(kp), ks], dim=2)
-    values = torch.cat([per_suffix(vp), vs], dim=2)
-    os_ = F.scaled_dot_product_attention(qs, keys, values, attn_mask=suffix_mask)
-
-    def finish(h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-        o = o.transpose(1, 2).reshape(h.shape)
-        h = h + block.ls_1(attn.out_proj(o))
-        return h + block.ls_2(block.mlp(block.ln_2(h)))
-
-    return finish(hp, op), finish(hs, os_)
+    os_ = _attend(qs, kp, vp, ks, vs, suffix_mask)  # image b's prefix serves its n suffixes without copies
+    return _finish(block, hp, _merge_heads(op).view_as(hp)), _finish(block, hs, _merge_heads(os_).view_as(hs))

@@ -130,10 +130,11 @@ def _split_groups(x: torch.Tensor, groups: list[tuple[int, torch.Tensor]]) -> li
     return [part.view(len(idx), length, -1) for part, (length, idx) in zip(x.split(sizes), groups)]
 
 
-def _prefix_qkv(block: nn.Module, hp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _qkv_heads(block: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values ``[b, H, length, hd]`` of the rows ``h [b, length, d]`` (``ln_1`` + in-proj)."""
     attn: nn.MultiheadAttention = block.attn
-    qp, kp, vp = F.linear(block.ln_1(hp), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    return _heads(qp, attn.num_heads), _heads(kp, attn.num_heads), _heads(vp, attn.num_heads)
+    q, k, v = F.linear(block.ln_1(h), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    return _heads(q, attn.num_heads), _heads(k, attn.num_heads), _heads(v, attn.num_heads)
 
 
 def _attend(
@@ -144,27 +145,34 @@ def _attend(
     v: torch.Tensor,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Attention of a group's suffix queries over the shared prefix keys and the group's own suffix keys.
+    """Attention of suffix queries over their prompt's prefix keys and their own suffix keys.
 
-    ``q [m, H, Lq, hd]``; ``kp, vp [1, H, P, hd]`` are the prefix keys/values, used as one matrix for all ``m``
-    prompts (never copied per prompt, and their gradient is one matmul, not a sum over copies); ``k, v
-    [m, H, L, hd]``; ``mask [Lq, L]`` additive, over the group's own keys (every suffix row sees the whole
-    prefix).  One softmax over the ``P + L`` scores: the same function as attention over the concatenated
-    keys.
+    ``kp, vp [B, H, P, hd]`` are ``B`` prefixes (one shared by all prompts: ``B = 1``; one per image: CoCoOp);
+    ``q [B*m, H, Lq, hd]`` and ``k, v [B*m, H, L, hd]`` are the ``m`` prompts of each prefix, prefix-major.  A
+    prefix's keys/values are one matrix for its ``m`` prompts, never copied per prompt (the scores against them
+    are one matmul over all its prompts' rows, and their gradient is one matmul, not a sum over copies).
+    ``mask [Lq, L]`` is additive, over the prompts' own keys (every suffix row sees the whole prefix).  One
+    softmax over the ``P + L`` scores: the same function as attention over the concatenated keys.
     """
-    m, heads, lq, hd = q.shape
-    p_len = kp.shape[2]
+    rows, heads, lq, hd = q.shape
+    b, _, p_len, _ = kp.shape
+    m = rows // b
+
+    def by_prefix(t: torch.Tensor) -> torch.Tensor:  # [B*m, H, Lq, x] -> [B, H, m*Lq, x]
+        return t.view(b, m, heads, lq, -1).transpose(1, 2).reshape(b, heads, m * lq, t.shape[-1])
+
+    def by_prompt(t: torch.Tensor) -> torch.Tensor:  # the inverse
+        return t.view(b, heads, m, lq, -1).transpose(1, 2).reshape(rows, heads, lq, t.shape[-1])
+
     q = q * hd**-0.5
-    q_rows = q.transpose(0, 1).reshape(heads, m * lq, hd)  # every prompt's rows against the same prefix keys
-    s_prefix = (q_rows @ kp[0].transpose(-2, -1)).view(heads, m, lq, p_len).transpose(0, 1)
+    s_prefix = by_prompt(by_prefix(q) @ kp.transpose(-2, -1))
     s_own = q @ k.transpose(-2, -1)
     if mask is not None:
         s_own = s_own + mask
     a_prefix, a_own = torch.softmax(torch.cat([s_prefix, s_own], dim=-1), dim=-1).split(
         [p_len, k.shape[2]], dim=-1
     )
-    o_prefix = (a_prefix.transpose(0, 1).reshape(heads, m * lq, p_len) @ vp[0]).view(heads, m, lq, hd)
-    return o_prefix.transpose(0, 1) + a_own @ v
+    return by_prompt(by_prefix(a_prefix) @ vp) + a_own @ v
 
 
 def _finish(block: nn.Module, h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
@@ -193,7 +201,7 @@ def _shared_prefix_block(
     """One residual attention block: prefix computed once (batch 1), packed suffix rows attending to it."""
     attn: nn.MultiheadAttention = block.attn
     heads = attn.num_heads
-    qp, kp, vp = _prefix_qkv(block, hp)
+    qp, kp, vp = _qkv_heads(block, hp)
     op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=prefix_mask)
     q_all, k_all, v_all = F.linear(block.ln_1(hs), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
     outs = []
@@ -211,7 +219,7 @@ def _last_block_eot_rows(
     """The last block's output at each prompt's EOT row (the last row of its group), in group order."""
     attn: nn.MultiheadAttention = block.attn
     heads, width = attn.num_heads, hs.shape[-1]
-    _, kp, vp = _prefix_qkv(block, hp)
+    _, kp, vp = _qkv_heads(block, hp)
     bias = attn.in_proj_bias
     k_all, v_all = F.linear(block.ln_1(hs), attn.in_proj_weight[width:], _rows(bias, width, None)).chunk(2, dim=-1)
     last = [rows[:, -1] for rows in _split_groups(hs, groups)]
