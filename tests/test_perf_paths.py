@@ -240,3 +240,48 @@ def test_gpu_check_script_runs_its_cpu_fallback():
     assert all(
         k in proc.stdout for k in ("fp32", "bf16", "prograd/coop", "memory ratio", "gpu check finished")
     )
+
+
+# ---- the MLP activation that saves its slope ---------------------------------------------------------------------
+@pytest.mark.parametrize("act", ["quick_gelu", "gelu"])
+def test_slope_saving_activation_equals_the_module(act):
+    from open_clip.transformer import QuickGELU
+
+    from prograd_pl.models.text_encoder import _SlopeSavingActivation
+
+    module = QuickGELU() if act == "quick_gelu" else torch.nn.GELU()
+    x = (torch.randn(64, 96, dtype=torch.float64) * 3).requires_grad_(True)
+    grad_out = torch.randn(64, 96, dtype=torch.float64)
+    ref_y = module(x)
+    (ref_g,) = torch.autograd.grad(ref_y, x, grad_out)
+    y = _SlopeSavingActivation.apply(x, act == "quick_gelu")
+    (g,) = torch.autograd.grad(y, x, grad_out)
+    assert torch.equal(y, ref_y)  # the forward is the module's own expression
+    assert (g - ref_g).abs().max() <= 1e-12 * ref_g.abs().max()
+    assert ref_g.abs().max() > 1.0
+
+
+def _with_activation(backbone, make):
+    model = copy.deepcopy(backbone.model)
+    for block in text_tower(model).transformer.resblocks:
+        block.mlp.gelu = make()
+    return dataclasses.replace(backbone, model=model, text=text_tower(model))
+
+
+@pytest.mark.parametrize("act", ["gelu", "silu"])
+def test_shared_prefix_with_other_activations(tiny_backbone, act):
+    """Exact GELU takes the slope-saving path, an activation it does not know the module's own."""
+    from prograd_pl.models.text_encoder import _slope_kind
+
+    backbone = _with_activation(tiny_backbone, torch.nn.GELU if act == "gelu" else torch.nn.SiLU)
+    block = text_tower(backbone.model).transformer.resblocks[0]
+    assert _slope_kind(block.mlp) is (False if act == "gelu" else None)
+    assert _slope_kind(text_tower(tiny_backbone.model).transformer.resblocks[0].mlp) is True
+    pl, img, teacher, labels = _setup(backbone)
+    ref = _plain_gradients(pl, img, teacher, labels, "prograd", encoding="plain")
+    for backward in ("sequential", "batched"):
+        head = head_losses(F.normalize(pl("shared_prefix"), dim=-1), img, labels, 30.0, teacher, 2.0)
+        ours = context_gradients(head, [head.kl, head.ce], pl.ctx, backward=backward)
+        for a, b in zip(ours, ref):
+            assert b.abs().max() > 1e-4
+            assert (a - b).abs().max() <= 1e-5, (act, backward)
