@@ -242,41 +242,34 @@ def test_gpu_check_script_runs_its_cpu_fallback():
     )
 
 
-# ---- the MLP activation that saves its slope ---------------------------------------------------------------------
-@pytest.mark.parametrize("act", ["quick_gelu", "gelu"])
-def test_slope_saving_activation_equals_the_module(act):
+# ---- the QuickGELU that saves its slope ------------------------------------------------------------------------
+def test_quick_gelu_saving_slope_equals_the_module():
     from open_clip.transformer import QuickGELU
 
-    from prograd_pl.models.text_encoder import _SlopeSavingActivation
+    from prograd_pl.models.text_encoder import _QuickGELUSavingSlope
 
-    module = QuickGELU() if act == "quick_gelu" else torch.nn.GELU()
     x = (torch.randn(64, 96, dtype=torch.float64) * 3).requires_grad_(True)
     grad_out = torch.randn(64, 96, dtype=torch.float64)
-    ref_y = module(x)
+    ref_y = QuickGELU()(x)
     (ref_g,) = torch.autograd.grad(ref_y, x, grad_out)
-    y = _SlopeSavingActivation.apply(x, act == "quick_gelu")
+    y = _QuickGELUSavingSlope.apply(x)
     (g,) = torch.autograd.grad(y, x, grad_out)
     assert torch.equal(y, ref_y)  # the forward is the module's own expression
     assert (g - ref_g).abs().max() <= 1e-12 * ref_g.abs().max()
     assert ref_g.abs().max() > 1.0
 
 
-def _with_activation(backbone, make):
-    model = copy.deepcopy(backbone.model)
-    for block in text_tower(model).transformer.resblocks:
-        block.mlp.gelu = make()
-    return dataclasses.replace(backbone, model=model, text=text_tower(model))
-
-
 @pytest.mark.parametrize("act", ["gelu", "silu"])
 def test_shared_prefix_with_other_activations(tiny_backbone, act):
-    """Exact GELU takes the slope-saving path, an activation it does not know the module's own."""
-    from prograd_pl.models.text_encoder import _slope_kind
+    """Towers whose MLP is not QuickGELU (the tiny model's) run the module's own activation, still exact."""
+    from prograd_pl.models.text_encoder import _is_quick_gelu_mlp
 
-    backbone = _with_activation(tiny_backbone, torch.nn.GELU if act == "gelu" else torch.nn.SiLU)
-    block = text_tower(backbone.model).transformer.resblocks[0]
-    assert _slope_kind(block.mlp) is (False if act == "gelu" else None)
-    assert _slope_kind(text_tower(tiny_backbone.model).transformer.resblocks[0].mlp) is True
+    model = copy.deepcopy(tiny_backbone.model)
+    for block in text_tower(model).transformer.resblocks:
+        block.mlp.gelu = torch.nn.GELU() if act == "gelu" else torch.nn.SiLU()
+    backbone = dataclasses.replace(tiny_backbone, model=model, text=text_tower(model))
+    assert not _is_quick_gelu_mlp(text_tower(model).transformer.resblocks[0].mlp)
+    assert _is_quick_gelu_mlp(text_tower(tiny_backbone.model).transformer.resblocks[0].mlp)
     pl, img, teacher, labels = _setup(backbone)
     ref = _plain_gradients(pl, img, teacher, labels, "prograd", encoding="plain")
     for backward in ("sequential", "batched"):

@@ -14,8 +14,8 @@ up to EOT.  Hence
 * for the same reason each prompt needs only its rows up to its own EOT (prompts are grouped by that length
   instead of padded to the longest), and in the last block only the EOT row itself.
 
-When the features are differentiated, the MLP's activation (QuickGELU or exact GELU) saves its derivative instead
-of its input, so each backward through it is one multiplication (ProGrad runs two backwards on one graph).
+When the features are differentiated, QuickGELU (the activation of OpenAI's CLIP towers) saves its derivative
+instead of its input, so each backward through it is one multiplication (ProGrad runs two backwards on one graph).
 """
 
 from __future__ import annotations
@@ -178,54 +178,43 @@ def _attend(
     return by_prompt(by_prefix(a_prefix) @ vp) + a_own @ v
 
 
-class _SlopeSavingActivation(torch.autograd.Function):
-    """QuickGELU or exact GELU that saves its derivative at ``x`` for the backward instead of ``x`` itself.
+class _QuickGELUSavingSlope(torch.autograd.Function):
+    """QuickGELU, ``x * sigmoid(1.702 x)``, that saves its derivative at ``x`` for the backward instead of ``x``.
 
-    Autograd's own graph of ``x * sigmoid(1.702 x)`` keeps ``x`` and the sigmoid and runs five elementwise passes
-    over them per backward; here the slope is computed once in the forward (while ``x`` is still in cache) and
-    every backward is one multiplication.  ProGrad pushes two cotangents through the same graph, so the saving
-    counts twice, and one saved tensor replaces two.  The forward is the module's own expression.
+    Autograd's own graph of the expression keeps ``x`` and the sigmoid and runs five elementwise passes over them
+    per backward; here the slope is computed in the forward (while ``x`` is still in cache) and every backward is
+    one multiplication.  ProGrad pushes two cotangents through the same graph, so the saving counts twice, and
+    one saved tensor replaces two.  The forward is the module's own expression.  (Exact GELU is left to the
+    module: its backward is already one fused pass.)
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, quick: bool) -> torch.Tensor:
-        if quick:
-            s = torch.sigmoid_(1.702 * x)
-            y = x * s
-            slope = torch.addcmul(s, y, 1.0 - s, value=1.702)  # s + 1.702 x s (1 - s)
-        else:
-            y = F.gelu(x)
-            density = torch.mul(x, x).mul_(-0.5).exp_()  # sqrt(2 pi) phi(x)
-            slope = torch.addcmul(torch.special.ndtr(x), x, density, value=(2.0 * torch.pi) ** -0.5)  # Phi + x phi
-        ctx.save_for_backward(slope)
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid_(1.702 * x)
+        y = x * s
+        ctx.save_for_backward(torch.addcmul(s, y, 1.0 - s, value=1.702))  # s + 1.702 x s (1 - s)
         return y
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (slope,) = ctx.saved_tensors
-        return grad * slope, None
+        return grad * slope
 
 
-def _slope_kind(mlp: nn.Module) -> bool | None:
-    """``True`` (QuickGELU) / ``False`` (exact GELU) when ``mlp`` is ``c_fc -> activation -> c_proj``, else None."""
+def _is_quick_gelu_mlp(mlp: nn.Module) -> bool:
+    """Whether ``mlp`` is open_clip's ``c_fc -> QuickGELU -> c_proj`` (an identity ``ln`` allowed)."""
     parts = dict(mlp.named_children())
     if set(parts) - {"ln"} != {"c_fc", "gelu", "c_proj"} or not isinstance(parts.get("ln", nn.Identity()), nn.Identity):
-        return None
-    act = parts["gelu"]
-    if type(act).__name__ == "QuickGELU":
-        return True
-    if isinstance(act, nn.GELU) and act.approximate == "none":
         return False
-    return None
+    return type(parts["gelu"]).__name__ == "QuickGELU"
 
 
 def _mlp(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``block.mlp(x)``; with the slope-saving activation when ``x`` is differentiated (the same function)."""
+    """``block.mlp(x)``; QuickGELU saves its slope when ``x`` is differentiated (the same function)."""
     mlp = block.mlp
-    quick = _slope_kind(mlp) if torch.is_grad_enabled() and x.requires_grad else None
-    if quick is None:
-        return mlp(x)
-    return mlp.c_proj(_SlopeSavingActivation.apply(mlp.c_fc(x), quick))
+    if torch.is_grad_enabled() and x.requires_grad and _is_quick_gelu_mlp(mlp):
+        return mlp.c_proj(_QuickGELUSavingSlope.apply(mlp.c_fc(x)))
+    return mlp(x)
 
 
 def _finish(block: nn.Module, h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
