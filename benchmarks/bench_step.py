@@ -7,7 +7,8 @@ Four measurements, each in its own fresh subprocess so that peak memory (``ru_ma
    decay 5e-4, lambda 1.  The whole step, plain vs ours (see ``steps.py``); our CoOp step on the same batch
    (``prograd/coop``); the frozen image pass before (open_clip as loaded) and after (BatchNorm folded,
    channels-last, inference mode), and the bf16 option.
-2. **1000 classes** (``text-plain``, ``text-ours``): random-weight ``ViT-B-16`` with the 1000 ImageNet class names,
+2. **1000 classes** (``text-plain``, ``text-ours``): random-weight ``ViT-B-16-quickgelu`` (the architecture of
+   OpenAI's ViT-B/16, the project's ``model=vit_b16``) with the 1000 ImageNet class names,
    the text side alone: class features plus both context gradients.  The plain 77-token variant is measured on
    the first 100 classes and scaled linearly to 1000 (its cost is linear in the classes); ours runs all 1000.
 3. The **activation memory** of one full ProGrad step at batch 32 for ImageNet ViT-B/16, ours vs plain: the bytes
@@ -50,7 +51,7 @@ from steps import (  # noqa: E402
 # BENCH_SMOKE=1 shrinks everything to the tiny test model (a check that the script runs, not a measurement)
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 STEP_MODEL, STEP_CLASSES = ("prograd-tiny", 10) if SMOKE else ("RN50-quickgelu", 100)
-TEXT_MODEL, TEXT_CLASSES, TEXT_SLICE = ("prograd-tiny", 200, 20) if SMOKE else ("ViT-B-16", 1000, 100)
+TEXT_MODEL, TEXT_CLASSES, TEXT_SLICE = ("prograd-tiny", 200, 20) if SMOKE else ("ViT-B-16-quickgelu", 1000, 100)
 BATCH = 4 if SMOKE else 32
 JOBS = ("step-plain", "step-ours", "text-plain", "text-ours")
 

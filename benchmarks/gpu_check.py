@@ -86,7 +86,7 @@ def main() -> None:
         device = "cuda"
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32
         torch.backends.cudnn.allow_tf32 = False
-        models, class_counts, batch = ("RN50-quickgelu", "ViT-B-16"), (100, 1000), 32
+        models, class_counts, batch = ("RN50-quickgelu", "ViT-B-16-quickgelu"), (100, 1000), 32
         print(f"GPU check on {torch.cuda.get_device_name(0)}; torch {torch.__version__}", flush=True)
     else:
         device = "cpu"
