@@ -82,8 +82,8 @@ def job_step(variant: str, reps: int, out: Path, compile_image: bool) -> dict:
     times, cpu_times, coop_times, coop_cpu = [], [], [], []
     if variant == "ours":
         coop()
-    # ours: prograd and coop steps interleaved, so that load changes hit both alike; at least 5 pairs for the ratio
-    for _ in range(reps if variant == "plain" else max(reps, 5)):
+    # ours: prograd and coop steps interleaved, so that load changes hit both alike; at least 9 pairs for the ratio
+    for _ in range(reps if variant == "plain" else max(reps, 9)):
         t0, c0 = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t0)
