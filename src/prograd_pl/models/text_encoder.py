@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import QuickGELU
 from torch import nn
 
 from prograd_pl.models.backbone import TextTower
@@ -206,7 +207,7 @@ def _is_quick_gelu_mlp(mlp: nn.Module) -> bool:
     parts = dict(mlp.named_children())
     if set(parts) - {"ln"} != {"c_fc", "gelu", "c_proj"} or not isinstance(parts.get("ln", nn.Identity()), nn.Identity):
         return False
-    return type(parts["gelu"]).__name__ == "QuickGELU"
+    return isinstance(parts["gelu"], QuickGELU)
 
 
 def _mlp(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
