@@ -40,7 +40,8 @@ class ProbeSearch:
 
 
 def _numpy(x: torch.Tensor, normalise: bool) -> np.ndarray:
-    x = x.detach().float().cpu()
+    x = x.detach().cpu()
+    x = x if x.dtype == torch.float64 else x.float()  # float64 features stay float64
     return (F.normalize(x, dim=-1) if normalise else x).numpy().astype(np.float64)
 
 

@@ -26,10 +26,12 @@ import numpy as np
 import torch
 
 from prograd_pl.data.base2new import base_class_count
+from prograd_pl.methods.linear_probe import fit_logistic, search_regularisation
 from prograd_pl.mini.world import STYLES, TASKS, MiniTask
 from prograd_pl.mini.zeroshot import class_text_features, render_split
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+PROBE_MAX_ITER = 2000
 
 
 def load_mini(weights: str | Path | None = None):
@@ -78,20 +80,20 @@ def linear_probe(
 ) -> tuple[float, float]:
     """Test accuracy (%) of a logistic regression whose inverse regularisation C maximises val accuracy.
 
-    Ties go to the strongest regularisation (smallest C). The chosen model is refit on train only (as lpclip).
+    The baseline's own search (:func:`~prograd_pl.methods.linear_probe.search_regularisation`) over ``c_grid``
+    without its refinement rounds, on the (already normalised, float64) features: ties go to the strongest
+    regularisation (smallest C), and the chosen model is refit on train only (as lpclip).
     Returns (test accuracy, chosen C).
     """
-    from sklearn.linear_model import LogisticRegression
-
-    best_c, best_val = c_grid[0], -1.0
-    for c in c_grid:
-        clf = LogisticRegression(C=c, max_iter=2000)
-        clf.fit(train_x, train_y)
-        val = float((clf.predict(val_x) == val_y).mean())
-        if val > best_val + 1e-12:
-            best_c, best_val = c, val
-    clf = LogisticRegression(C=best_c, max_iter=2000).fit(train_x, train_y)
-    return 100.0 * float((clf.predict(test_x) == test_y).mean()), best_c
+    found = search_regularisation(
+        *map(torch.from_numpy, (train_x, train_y, val_x, val_y)),
+        grid=c_grid,
+        refine_steps=0,
+        max_iter=PROBE_MAX_ITER,
+        normalise=False,
+    )
+    clf = fit_logistic(train_x, train_y, found.C, PROBE_MAX_ITER)
+    return 100.0 * float((clf.predict(test_x) == test_y).mean()), found.C
 
 
 def _features(model, tokenizer, task: MiniTask) -> tuple[dict, dict, np.ndarray]:
