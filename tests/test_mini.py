@@ -304,6 +304,27 @@ def test_headroom_half_accuracies_score_each_half_among_its_own_classes():
     assert half_accuracies(scores, labels, 2) == (50.0, 50.0)
 
 
+def test_headroom_prediction_sinks_find_the_class_absorbing_each_half():
+    from prograd_pl.mini.headroom import prediction_sinks
+
+    labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    # base half {0, 1}: three of four images go to class 1; new half {2, 3}: balanced, class 2 first on ties.
+    # Image 0 prefers new class 3 overall, which must not count: each half is scored among its own classes.
+    scores = np.array(
+        [
+            [0.2, 0.5, 0.0, 0.9],
+            [0.9, 0.1, 0.0, 0.0],
+            [0.1, 0.8, 0.0, 0.0],
+            [0.0, 0.3, 0.0, 0.0],
+            [0.0, 0.0, 0.6, 0.1],
+            [0.0, 0.0, 0.1, 0.7],
+            [0.0, 0.0, 0.2, 0.9],
+            [0.0, 0.0, 0.8, 0.3],
+        ]
+    )
+    assert prediction_sinks(scores, labels, 2) == ((1, 75.0), (2, 50.0))
+
+
 def test_headroom_style_scan_rejects_an_unknown_style_before_loading_weights(capsys, monkeypatch):
     import prograd_pl.mini.headroom as headroom
 

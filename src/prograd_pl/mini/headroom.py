@@ -114,6 +114,23 @@ def half_accuracies(scores: np.ndarray, labels: np.ndarray, n_base: int) -> tupl
     return 100.0 * float(acc_base), 100.0 * float(acc_new)
 
 
+def prediction_sinks(scores: np.ndarray, labels: np.ndarray, n_base: int) -> tuple[tuple[int, float], tuple[int, float]]:
+    """Per half (scored among its own classes, as :func:`half_accuracies`), the class that takes the largest share
+    of the zero-shot predictions and that share (%): ``((base class, %), (new class, %))``.
+
+    With balanced test splits a perfect classifier gives each class 100 / (classes in the half) %; a style that
+    draws one class's evidence into every image (a grout colour that is also a class colour) makes that class a
+    sink that takes most predictions, and a learned context then helps every class alike by ignoring it.
+    """
+    out = []
+    for lo, hi in ((0, n_base), (n_base, scores.shape[1])):
+        half = (labels >= lo) & (labels < hi)
+        counts = np.bincount(scores[half][:, lo:hi].argmax(1), minlength=hi - lo)
+        top = int(counts.argmax())
+        out.append((lo + top, 100.0 * float(counts[top]) / max(int(half.sum()), 1)))
+    return out[0], out[1]
+
+
 def _probe(feats: dict, labels: dict, shots: int, seed: int) -> tuple[float, float]:
     """Test accuracy (%) and C of a linear probe on ``shots`` train images per class (drawn with ``seed``)."""
     idx = few_shot_indices(labels["train"], shots, seed)
@@ -154,6 +171,7 @@ def style_scan(
         scores = feats["test"] @ text.T
         zs = 100.0 * float((scores.argmax(1) == labels["test"]).mean())
         zs_base, zs_new = half_accuracies(scores, labels["test"], n_base)
+        sink_base, sink_new = prediction_sinks(scores, labels["test"], n_base)
         lp, _ = _probe(feats, labels, shots, seed)
         base = {s: labels[s] < n_base for s in labels}
         lp_base, _ = _probe(
@@ -168,6 +186,8 @@ def style_scan(
                 "gain": round(lp - zs, 2),
                 "zero_shot_base": round(zs_base, 2),
                 "zero_shot_new": round(zs_new, 2),
+                "sink_base": [task.classnames[sink_base[0]], round(sink_base[1], 1)],
+                "sink_new": [task.classnames[sink_new[0]], round(sink_new[1], 1)],
                 "base_probe": round(lp_base, 2),
                 "base_gain": round(lp_base - zs_base, 2),
             }
@@ -179,16 +199,18 @@ def style_table(rows: list[dict], shots: int, base_shots: int, seed: int) -> str
     """Markdown table of :func:`style_scan` rows."""
     lines = [
         f"Headroom by style (probe seed {seed}; all classes: zero-shot vs {shots}-shot probe; base half: zero-shot "
-        f"vs {base_shots}-shot probe on the base classes; new half: zero-shot)",
+        f"vs {base_shots}-shot probe on the base classes; new half: zero-shot; sink: the class taking the largest "
+        "share of a half's zero-shot predictions; 100/k % for a perfect classifier of a k-class half)",
         "",
         f"| task | style | zero-shot | probe · {shots} shots | gain | base zero-shot | base probe · {base_shots} shots "
-        "| base gain | new zero-shot |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| base gain | new zero-shot | base sink | new sink |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['style']} | {r['zero_shot']:.2f} | {r['linear_probe']:.2f} | {r['gain']:+.2f} | "
-            f"{r['zero_shot_base']:.2f} | {r['base_probe']:.2f} | {r['base_gain']:+.2f} | {r['zero_shot_new']:.2f} |"
+            f"{r['zero_shot_base']:.2f} | {r['base_probe']:.2f} | {r['base_gain']:+.2f} | {r['zero_shot_new']:.2f} | "
+            f"{r['sink_base'][0]} {r['sink_base'][1]:.0f}% | {r['sink_new'][0]} {r['sink_new'][1]:.0f}% |"
         )
     return "\n".join(lines)
 
