@@ -252,11 +252,31 @@ def test_quick_gelu_saving_slope_equals_the_module():
     grad_out = torch.randn(64, 96, dtype=torch.float64)
     ref_y = QuickGELU()(x)
     (ref_g,) = torch.autograd.grad(ref_y, x, grad_out)
-    y = _QuickGELUSavingSlope.apply(x)
+    y, slope = _QuickGELUSavingSlope.apply(x)
     (g,) = torch.autograd.grad(y, x, grad_out)
+    assert not slope.requires_grad
     assert torch.equal(y, ref_y)  # the forward is the module's own expression
     assert (g - ref_g).abs().max() <= 1e-12 * ref_g.abs().max()
     assert ref_g.abs().max() > 1.0
+
+
+def test_shared_prefix_tower_works_under_torch_func_transforms(tiny_backbone):
+    """torch.func.vjp + vmap over the fast text path (QuickGELU saving its slope) gives the plain gradients of
+    both losses: the custom activation follows torch.func's rules for autograd Functions."""
+    from torch.func import functional_call, vjp, vmap
+
+    from prograd_pl.models.text_encoder import _is_quick_gelu_mlp
+
+    pl, img, teacher, labels = _setup(tiny_backbone)
+    assert _is_quick_gelu_mlp(text_tower(tiny_backbone.model).transformer.resblocks[0].mlp)
+    ref = _plain_gradients(pl, img, teacher, labels, "prograd", encoding="plain")
+    text, pullback = vjp(lambda c: F.normalize(functional_call(pl, {"ctx": c}, ("shared_prefix",)), dim=-1), pl.ctx)
+    head = head_losses(text.detach(), img, labels, 30.0, teacher, 2.0)
+    cotangents = [torch.autograd.grad(loss, head.leaf, retain_graph=True)[0] for loss in (head.kl, head.ce)]
+    (stacked,) = vmap(pullback)(torch.stack(cotangents))
+    for a, b in zip(stacked, ref):
+        assert b.abs().max() > 1e-4
+        assert (a - b).abs().max() <= 1e-5
 
 
 @pytest.mark.parametrize("act", ["gelu", "silu"])

@@ -189,17 +189,25 @@ class _QuickGELUSavingSlope(torch.autograd.Function):
     module: its backward is already one fused pass.)
     """
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        s = torch.sigmoid_(1.702 * x)
-        y = x * s
-        ctx.save_for_backward(torch.addcmul(s, y, 1.0 - s, value=1.702))  # s + 1.702 x s (1 - s)
-        return y
+    generate_vmap_rule = True  # torch.func.vmap batches its forward and backward (both are plain tensor ops)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = torch.sigmoid_(1.702 * x)
+        y = x * s
+        return y, torch.addcmul(s, y, 1.0 - s, value=1.702)  # the slope s + 1.702 x s (1 - s), an output to save
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        # The separate setup_context (rather than saving inside forward) is what torch.func transforms require.
+        ctx.save_for_backward(output[1])
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # the slope has no gradient: no zero-filled tensor per backward
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor | None, _slope_grad: None) -> torch.Tensor | None:
         (slope,) = ctx.saved_tensors
-        return grad * slope
+        return None if grad is None else grad * slope
 
 
 def _is_quick_gelu_mlp(mlp: nn.Module) -> bool:
@@ -214,7 +222,7 @@ def _mlp(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``block.mlp(x)``; QuickGELU saves its slope when ``x`` is differentiated (the same function)."""
     mlp = block.mlp
     if torch.is_grad_enabled() and x.requires_grad and _is_quick_gelu_mlp(mlp):
-        return mlp.c_proj(_QuickGELUSavingSlope.apply(mlp.c_fc(x)))
+        return mlp.c_proj(_QuickGELUSavingSlope.apply(mlp.c_fc(x))[0])
     return mlp(x)
 
 
