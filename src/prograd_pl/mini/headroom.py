@@ -105,13 +105,23 @@ def _features(model, tokenizer, task: MiniTask) -> tuple[dict, dict, np.ndarray]
     return feats, labels, text
 
 
+def half_predictions(
+    scores: np.ndarray, labels: np.ndarray, n_base: int
+) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+    """Per half (base: the classes ``< n_base``; new: the rest), ``(labels, predictions, lo, hi)``: the labels of
+    its images and their predictions among that half's classes ``lo .. hi-1`` only, as base-to-new scores them."""
+    out = []
+    for lo, hi in ((0, n_base), (n_base, scores.shape[1])):
+        half = (labels >= lo) & (labels < hi)
+        out.append((labels[half], scores[half][:, lo:hi].argmax(1) + lo, lo, hi))
+    return out
+
+
 def half_accuracies(scores: np.ndarray, labels: np.ndarray, n_base: int) -> tuple[float, float]:
     """Zero-shot accuracy (%) on the base classes (``< n_base``) among the base classes only, and on the new
     ones among the new ones only: what base-to-new evaluation measures."""
-    base = labels < n_base
-    acc_base = (scores[base][:, :n_base].argmax(1) == labels[base]).mean()
-    acc_new = (scores[~base][:, n_base:].argmax(1) + n_base == labels[~base]).mean()
-    return 100.0 * float(acc_base), 100.0 * float(acc_new)
+    (y_base, p_base, _, _), (y_new, p_new, _, _) = half_predictions(scores, labels, n_base)
+    return 100.0 * float((p_base == y_base).mean()), 100.0 * float((p_new == y_new).mean())
 
 
 def prediction_sinks(scores: np.ndarray, labels: np.ndarray, n_base: int) -> tuple[tuple[int, float], tuple[int, float]]:
@@ -123,11 +133,10 @@ def prediction_sinks(scores: np.ndarray, labels: np.ndarray, n_base: int) -> tup
     sink that takes most predictions, and a learned context then helps every class alike by ignoring it.
     """
     out = []
-    for lo, hi in ((0, n_base), (n_base, scores.shape[1])):
-        half = (labels >= lo) & (labels < hi)
-        counts = np.bincount(scores[half][:, lo:hi].argmax(1), minlength=hi - lo)
+    for y, pred, lo, hi in half_predictions(scores, labels, n_base):
+        counts = np.bincount(pred - lo, minlength=hi - lo)
         top = int(counts.argmax())
-        out.append((lo + top, 100.0 * float(counts[top]) / max(int(half.sum()), 1)))
+        out.append((lo + top, 100.0 * float(counts[top]) / max(len(y), 1)))
     return out[0], out[1]
 
 
