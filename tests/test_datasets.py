@@ -441,6 +441,24 @@ def test_transforms_and_datamodule(tmp_path: Path) -> None:
         list(dm.test_dataloader())
 
 
+def _labels_in_order(train: list[Datum], test: list[Datum], num_workers: int) -> list[int]:
+    dm = FewShotDataModule(train, test, image_size=16, batch_size=4, num_workers=num_workers, seed=7)
+    return [y for _, ys in dm.train_dataloader() for y in ys.tolist()]
+
+
+def test_loader_workers_start_inside_a_joblib_job(tmp_path: Path) -> None:
+    """hydra/launcher=local_parallel runs each job in a joblib (loky) worker, whose default start method is
+    loky's: the loaders' workers must still start there (trainer=gpu gives them up to 8), and serve the same
+    batches in the same order as the main process."""
+    from joblib import Parallel, delayed
+
+    build_tree("eurosat", tmp_path, n_classes=3, per_class=(5, 1, 3))
+    splits = load_dataset("eurosat", tmp_path)
+    expected = _labels_in_order(splits.train, splits.test, num_workers=0)
+    job = delayed(_labels_in_order)(splits.train, splits.test, 2)
+    assert Parallel(n_jobs=2, backend="loky")([job]) == [expected]
+
+
 # --- data check ----------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -33,6 +34,16 @@ class ImageList(Dataset):
                 f"cannot read image {d.path} ({err}); the file is missing or corrupt."
             ) from err
         return self.transform(image), d.label
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The platform's own start method for loader workers (fork on Linux, spawn on macOS), named explicitly.
+
+    A job of ``hydra/launcher=local_parallel`` runs in a joblib (loky) worker, whose default start method is
+    loky's; a DataLoader left on the default there fails to start its workers ("'Process' object has no
+    attribute 'env'", which Lightning then reports as "Please call `iter(combined_loader)` first").
+    """
+    return multiprocessing.get_context(multiprocessing.get_all_start_methods()[0])
 
 
 class FewShotDataModule(L.LightningDataModule):
@@ -73,6 +84,7 @@ class FewShotDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
+            multiprocessing_context=worker_context() if self.num_workers > 0 else None,
             **kwargs,
         )
 

@@ -87,7 +87,7 @@ class PromptLearner(nn.Module):
             placeholder, tail, ids, n_words = self._template_prompt(template, n_ctx)
             ctx = torch.zeros(n_ctx, width)
             if n_words:
-                ctx[n_ctx - n_words :] = emb_weight[ids].detach().float()
+                ctx[n_ctx - n_words :] = emb_weight[ids].detach().float().cpu()
         elif init == "phrase":
             if not phrase:
                 raise PromptError("prompt.init=phrase needs prompt.phrase (e.g. 'a photo of a').")
@@ -103,7 +103,9 @@ class PromptLearner(nn.Module):
         self.n_ctx = n_ctx
         self.placeholder = placeholder
         self.tail = tail
-        self.ctx = nn.Parameter(ctx)
+        # The context is initialised on the CPU (the same values whatever the device, a CPU generator), then
+        # lives where the tower's weights are, as the buffers set_classnames registers do.
+        self.ctx = nn.Parameter(ctx.to(emb_weight.device))
         self.set_classnames(classnames)
 
     def _template_prompt(self, template: str, n_ctx: int) -> tuple[str, str, list[int], int]:
@@ -145,7 +147,7 @@ class PromptLearner(nn.Module):
         self.classnames = list(classnames)
         names = [classname_text(c) for c in classnames]
         prompts = [f"{self.placeholder} {name}{self.tail}" for name in names]
-        token_ids = self.tokenizer(prompts)
+        token_ids = self.tokenizer(prompts).to(self.text.token_embedding.weight.device)
         emb = self.text.token_embedding(token_ids).float()
         n_leak = len(self._tokens(self.placeholder)) - self.n_ctx  # phrase tokens pushed past the context
         name_lens = [n_leak + len(self._tokens(name)) for name in names]
