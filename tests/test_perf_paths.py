@@ -240,6 +240,10 @@ def test_gpu_check_script_runs_its_cpu_fallback():
     assert all(
         k in proc.stdout for k in ("fp32", "bf16", "prograd/coop", "memory ratio", "gpu check finished")
     )
+    # then the profile of each step variant (profile_step.py)
+    profiled = [ln for ln in proc.stdout.splitlines() if ln.startswith("-- ") and "device busy" in ln]
+    assert [ln.split(":")[0] for ln in profiled] == ["-- our ProGrad step", "-- our CoOp step", "-- reference ProGrad step"]
+    assert "aten::item" in proc.stdout and "text side (features + both gradients)" in proc.stdout
 
 
 # ---- the QuickGELU that saves its slope ------------------------------------------------------------------------
