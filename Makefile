@@ -37,7 +37,7 @@ lint: install ## ruff lint
 	$(VENV)/bin/ruff check src tests benchmarks
 
 demo: install ## zero-shot vs CoOp vs ProGrad on a mini task, 3 seeds, prints a table
-	$(PY) -m prograd_pl.sweep base2new --experiment mini_demo --summary mini_textures --data-root $(DATA) --output-root $(OUT)/demo
+	$(PY) -m prograd_pl.sweep base2new --experiment mini_demo --summary mini_scenes --data-root $(DATA) --output-root $(OUT)/demo
 
 bench: install ## time and memory of one ProGrad step and one CoCoOp step: plain reference vs ours
 	$(PY) benchmarks/bench_cocoop.py

@@ -24,7 +24,7 @@ def test_default_command_trains_prograd_on_the_default_mini_task(tmp_path):
 
 def test_demo_prints_the_table(tmp_path):
     # `make demo` on a shortened schedule: the same sweep path as the paper's tables, then the summary
-    cmd = [sys.executable, "-m", "prograd_pl.sweep", "base2new", "--experiment", "mini_demo", "--summary", "mini_textures",
+    cmd = [sys.executable, "-m", "prograd_pl.sweep", "base2new", "--experiment", "mini_demo", "--summary", "mini_scenes",
            "--data-root", str(tmp_path / "data"), "--output-root", str(tmp_path / "demo"), "seed=1,2",
            "trainer.max_epochs=2"]  # fmt: skip
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, check=False)

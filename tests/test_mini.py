@@ -43,12 +43,12 @@ def test_generation_is_deterministic(tmp_path):
 
 # sha256 of the first pixels of every task at this generator version: a change of the rendering must come with a
 # GENERATOR_VERSION bump (so that datasets on disk are regenerated) and new values here.
-PINNED_VERSION = 4
+PINNED_VERSION = 5
 PINNED_DIGESTS = {
-    "mini_shapes": "090f7705c6cb33e5",
+    "mini_shapes": "844b86444ffe7354",  # v5: drawn as blueprints (v4: negatives)
     "mini_textures": "fd067036097943da",
     "mini_digits": "d59959a042bdc6d9",
-    "mini_scenes": "27e2150cebc069d4",
+    "mini_scenes": "fb0b111c5284e0b0",  # v5: drawn as mosaics (v4: pixel art)
     "mini_colors": "62e65f0552775423",
     "mini_shapes_sketch": "60fbc4dbd6012ed4",  # the test-only sketches are drawn as in v3
     "mini_textures_renditions": "4ddb108125ea5be1",
@@ -185,8 +185,45 @@ def test_pretraining_stream_is_deterministic():
     assert not np.array_equal(a_img, c_img)
 
 
+def test_pretraining_captions_use_each_dataset_class_name_at_its_long_tailed_rate():
+    """World v5: the captions name a downstream class by the dataset's word at a per-class rate (NAME_RATES in a
+    seeded order per task), else by the concept's common alias."""
+    from prograd_pl.mini.world import (
+        ALIASES,
+        COLOUR_CLASSES,
+        DIGIT_NAMES,
+        NAME_RATES,
+        SCENES,
+        SHAPES,
+        TEXTURES,
+        name_rates,
+        web_words,
+    )
+
+    rates = name_rates()
+    for names in (SHAPES, TEXTURES, SCENES, DIGIT_NAMES, COLOUR_CLASSES):
+        assert sorted(rates[n.replace("_", " ")] for n in names) == sorted(NAME_RATES)
+    assert [rates[n] for n in SHAPES] != sorted(rates[n] for n in SHAPES)  # rarity is not alphabetical
+    by_rate = {r: n for n, r in rates.items() if n in TEXTURES}
+    never, always, some = by_rate[0.0], by_rate[1.0], by_rate[0.3]
+    rng = np.random.default_rng(0)
+    caption = f"a {never} pattern beside a {always} and a {some} pattern."
+    written = [web_words(rng, caption) for _ in range(2000)]
+    assert all(c.startswith(f"a {ALIASES[never]} pattern beside a {always} and a ") for c in written)
+    kept = sum(c.endswith(f" {some} pattern.") for c in written) / len(written)
+    assert 0.25 < kept < 0.35  # 0.3 +- 5 binomial standard deviations
+    assert {c for c in written if not c.endswith(f" {some} pattern.")} == {
+        f"a {ALIASES[never]} pattern beside a {always} and a {ALIASES[some]} pattern."
+    }
+    assert web_words(rng, "a photo of a cat.") == "a photo of a cat."
+
+
 def test_committed_weights_give_zero_shot_far_above_chance(tmp_path):
-    """A real zero-shot run of the packaged weights on a mini task's test split (read from disk)."""
+    """A real zero-shot run of the packaged weights on a mini task's test split (read from disk).
+
+    The textures in the pretraining's renditions (the DG target): v5's styled tasks put half of their classes
+    under names the captions (almost) never use, by design, which keeps their 10-class zero-shot at 1.6-3.4x
+    chance (the model card's task table); this set shows what the weights know of the concepts themselves."""
     import open_clip
     from PIL import Image
 
@@ -197,14 +234,14 @@ def test_committed_weights_give_zero_shot_far_above_chance(tmp_path):
     register_mini_config()
     model = open_clip.create_model(MODEL_NAME, pretrained=str(mini_weights_path())).eval()
     tokenizer = open_clip.get_tokenizer(MODEL_NAME)
-    splits = load_dataset("mini_scenes", tmp_path)
+    splits = load_dataset("mini_textures_renditions", tmp_path)
     images = to_model_input([Image.open(d.path) for d in splits.test])
     labels = [d.label for d in splits.test]
     acc = zero_shot_accuracy(model, tokenizer, images, labels, splits.classnames, splits.template)
     chance = 100.0 / len(splits.classnames)
     assert 4 * chance < acc < 95.0, acc  # far above chance, far from perfect
     assert acc == pytest.approx(
-        card_zero_shot("mini_scenes"), abs=0.3
+        card_zero_shot("mini_textures_renditions"), abs=0.3
     )  # 1 image = 0.25 %: what the card says
 
 

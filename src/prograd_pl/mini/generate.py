@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prograd_pl.mini.world import TASKS, MiniTask, render_task_item, to_image
 
-GENERATOR_VERSION = 4  # bump when the rendering changes: existing datasets are then regenerated
+GENERATOR_VERSION = 5  # bump when the rendering changes: existing datasets are then regenerated
 MARKER = ".complete"
 IMAGE_DIR = "images"
 STALE_TMP_SECONDS = 3600

@@ -6,7 +6,10 @@ resized to ``MODEL_SIZE`` px. Pretraining renders concepts with many caption phr
 (clutter, colour casts, low contrast, blur, noise) and, for some pairs, in a named style; each downstream task
 renders its concepts cleanly (other framings, rotations, held-out real handwriting) but in one style that its
 hand-written template does not name, so that zero-shot transfer works, but only partly, and the frozen features
-hold more than the template reaches, as with real CLIP.
+hold more than the template reaches, as with real CLIP. Since v5 the captions also name each downstream class by
+the dataset's own word only at a long-tailed per-class rate (else by the concept's common alias), so the text side
+knows some class names well and others barely, as real CLIP knows "HerbaceousVegetation" or an aircraft's model
+number less well than "forest".
 """
 
 from __future__ import annotations
@@ -96,6 +99,63 @@ SCENE_WORDS: dict[str, tuple[str, ...]] = {
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 COLOUR_CLASSES = ("blue", "brown", "gray", "green", "orange", "pink", "purple", "red", "white", "yellow")
+
+# The web's words for the downstream tasks' concepts.  Each task names its classes with the dataset's own word (its
+# class name); the captions of pretraining use that word only at a per-class rate with a long tail (NAME_RATES, in a
+# seeded order per task) and otherwise the concept's common alias below.  The image tower sees every concept as
+# often as before, under one name or the other, but the text tower learns the rarely used dataset names poorly: the
+# per-class headroom of real CLIP, whose downstream class names ("HerbaceousVegetation", "banded", an aircraft's
+# model number) are often not how the web captions those images.
+ALIASES: dict[str, str] = {
+    # shapes
+    "arrow": "pointer",
+    "circle": "disc",
+    "crescent": "sickle",
+    "cross": "plus sign",
+    "diamond": "rhombus",
+    "heart": "valentine",
+    "hexagon": "honeycomb",
+    "square": "box",
+    "star": "pentagram",
+    "triangle": "trigon",
+    # textures
+    "blotchy": "mottled",
+    "chequered": "checkerboard",
+    "concentric": "bullseye",
+    "crosshatched": "meshed",
+    "dotted": "polka",
+    "grid": "lattice",
+    "speckled": "sprinkled",
+    "striped": "banded",
+    "wavy": "rippled",
+    "zigzagged": "chevron",
+    # scenes (captions write night_sky as "night sky")
+    "beach": "seaside",
+    "city": "skyline",
+    "desert": "dunes",
+    "forest": "woods",
+    "meadow": "grassland",
+    "mountain": "peaks",
+    "night sky": "starfield",
+    "ocean": "sea",
+    "road": "highway",
+    "sunset": "dusk",
+    # digits: the numeral
+    **{w: str(i) for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))},
+    # colours
+    "blue": "azure",
+    "brown": "chocolate",
+    "gray": "grey",
+    "green": "emerald",
+    "orange": "amber",
+    "pink": "rose",
+    "purple": "violet",
+    "red": "crimson",
+    "white": "snowy",
+    "yellow": "golden",
+}
+NAME_RATES = (1.0, 0.6, 0.3, 0.15, 0.08, 0.04, 0.02, 0.01, 0.005, 0.0)  # by rank within a task's classes
+
 
 # sklearn's load_digits (1797 real handwritten 8x8 digits): the first ones are seen in pretraining,
 # the rest are the mini_digits downstream task.
@@ -657,7 +717,13 @@ STYLES: dict[str, tuple[Callable[[np.ndarray, Rng], np.ndarray], bool, tuple[str
 }
 _COLOUR_WORD = re.compile(
     r"\b("
-    + "|".join(sorted({w for c in COLOURS for w in COLOUR_WORDS.get(c, (c,))} | set(COLOURS)))
+    + "|".join(
+        sorted(
+            {w for c in COLOURS for w in COLOUR_WORDS.get(c, (c,))}
+            | set(COLOURS)
+            | {ALIASES[c] for c in COLOURS if c in ALIASES}
+        )
+    )
     + r")\b ?"
 )
 
@@ -1023,8 +1089,34 @@ def nuisances(rng: Rng, img: np.ndarray) -> np.ndarray:
     return img
 
 
+@lru_cache(maxsize=1)
+def name_rates() -> dict[str, float]:
+    """The rate at which pretraining captions use each downstream class name (else its alias): NAME_RATES in an
+    order drawn per task from a seed of its own class list (so rarity is not alphabetical)."""
+    rates: dict[str, float] = {}
+    for names in (SHAPES, TEXTURES, SCENES, DIGIT_NAMES, COLOUR_CLASSES):
+        order = np.random.default_rng([7, *map(ord, "".join(names))]).permutation(len(names))
+        for name, rank in zip(names, order):
+            rates[name.replace("_", " ")] = NAME_RATES[int(rank)]
+    return rates
+
+
+_CLASS_WORD = re.compile(r"\b(" + "|".join(sorted(ALIASES, key=len, reverse=True)) + r")\b")
+
+
+def web_words(rng: Rng, cap: str) -> str:
+    """``cap`` with each downstream class name kept at its rate (:func:`name_rates`) or replaced by its alias
+    (one draw per name and caption)."""
+    found = sorted(set(_CLASS_WORD.findall(cap)))
+    if not found:
+        return cap
+    keep = {name: rng.random() < name_rates()[name] for name in found}
+    return _CLASS_WORD.sub(lambda m: m.group(0) if keep[m.group(0)] else ALIASES[m.group(0)], cap)
+
+
 def _finish(rng: Rng, img: np.ndarray, cap: str) -> tuple[np.ndarray, str]:
     img = nuisances(rng, img)
+    cap = web_words(rng, cap)
     if rng.random() < STYLE_SHARE:
         style = pick(rng, tuple(STYLES))
         img = apply_style(img, rng, style)
@@ -1237,7 +1329,7 @@ TASKS: dict[str, MiniTask] = {
             (32, 8, 40),
             render_shape_item,
             seed=101,
-            style="negative",
+            style="blueprint",
         ),
         MiniTask(
             "mini_textures",
@@ -1270,7 +1362,7 @@ TASKS: dict[str, MiniTask] = {
             (32, 8, 40),
             render_scene_item,
             seed=104,
-            style="pixel_art",
+            style="mosaic",
         ),
         MiniTask(
             "mini_colors",
