@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from prograd_pl import paper
 from prograd_pl.app.config import check, resolve
-from prograd_pl.app.identity import differences, identity, run_dir
+from prograd_pl.app.identity import differences, file_digest, identity, run_dir
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
@@ -160,6 +160,46 @@ def test_differences_name_what_differs():
     a = identity(compose(BASE))
     b = identity(compose([*BASE, "method.optim.lr=0.01", "trainer.max_epochs=30"]))
     assert differences(a, b) == {"method.optim.lr": (0.002, 0.01), "trainer.max_epochs": (50, 30)}
+
+
+def test_the_weights_content_and_the_world_version_split_folders(tmp_path, monkeypatch):
+    """``mini:`` and a local file name weights that the config does not pin; the mini datasets' pixels depend on the
+    generator version: both are in the identity, so new weights or a new world are another run, never a finished
+    one read back."""
+    import shutil
+
+    from prograd_pl.mini import generate
+    from prograd_pl.mini.weights import WEIGHTS_ENV, mini_weights_path
+
+    packaged = identity(compose(BASE))
+    assert packaged["model"]["weights_sha256"] == file_digest(mini_weights_path())
+    assert packaged["mini_world"] == generate.GENERATOR_VERSION
+    copy = tmp_path / "elsewhere.pt"
+    shutil.copy(mini_weights_path(), copy)
+    monkeypatch.setenv(WEIGHTS_ENV, str(copy))
+    assert folder(BASE) == run_dir("out", packaged)  # the same bytes under another path: the same run
+    state = torch.load(copy, weights_only=True)
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name] + 1
+    torch.save(state, copy)
+    retrained = identity(compose(BASE))
+    assert folder(BASE) != run_dir("out", packaged)
+    assert differences(packaged, retrained) == {
+        "model.weights_sha256": (packaged["model"]["weights_sha256"], file_digest(copy))
+    }
+    monkeypatch.delenv(WEIGHTS_ENV)
+    monkeypatch.setattr(generate, "GENERATOR_VERSION", generate.GENERATOR_VERSION + 1)
+    assert folder(BASE) != run_dir("out", packaged)
+    assert identity(compose(["dataset=dtd", "eval_datasets=[mini_shapes_sketch]"]))["mini_world"] == (
+        generate.GENERATOR_VERSION
+    )  # evaluated on a mini dataset
+    # a tag pins its weights, and a real dataset is not the mini world: neither key
+    real = identity(compose(["dataset=dtd"]))
+    assert "weights_sha256" not in real["model"] and "mini_world" not in real
+    local = tmp_path / "my_rn50.pt"
+    local.write_bytes(b"weights")
+    mine = identity(compose(["dataset=dtd", f"model.pretrained={local}"]))
+    assert mine["model"]["weights_sha256"] == file_digest(local)
 
 
 def test_mini_weights_load_without_false_warning_and_without_touching_the_rng(caplog):

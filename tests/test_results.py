@@ -365,3 +365,22 @@ def test_no_warning_for_clean_tree(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(list(store.iter_results(tmp_path))) > 0
+
+
+def test_demo_summary_uses_the_latest_result_of_a_seed():
+    """Two runs of one seed in one output root (e.g. before and after new mini weights): the summary reads the
+    later one, as the tables do, whatever order the files are found in."""
+    from prograd_pl.results.report import base2new_summary
+
+    def rec(method: str, sub: str, acc: float, finished: str) -> dict:
+        return {"setting": "base2new", "dataset": "mini_scenes", "method": method, "subsample": sub, "seed": 1,
+                "metrics": {"acc": acc}, "finished_at": finished}  # fmt: skip
+
+    records = [
+        rec("coop", "base", 70.0, "2026-11-30T02:00:00"),
+        rec("coop", "new", 30.0, "2026-11-30T02:00:00"),
+        rec("coop", "base", 50.0, "2026-11-29T02:00:00"),  # an older run, found later
+        rec("coop", "new", 60.0, "2026-11-29T02:00:00"),
+    ]
+    table = base2new_summary(records, "mini_scenes", methods=("coop",))
+    assert "| coop | 70.00 ± 0.00 | 30.00 ± 0.00 |" in table

@@ -44,9 +44,9 @@ def cached_features(module: Any, loader, cfg: DictConfig, splits: DatasetSplits,
     weights), the transform, the precision, and every image's path, label, size and modification time, so
     regenerated or replaced images are encoded again. An unwritable cache only warns (``FeatureCache.store``).
     """
-    from prograd_pl.models.backbone import _resolve_pretrained
+    from prograd_pl.models.backbone import resolve_pretrained
 
-    weights = _resolve_pretrained(backbone.pretrained)
+    weights = resolve_pretrained(backbone.pretrained)
     parts = {
         "backbone": backbone.name, "weights": weights_fingerprint(weights), "dataset": splits.name,
         "image_size": backbone.image_size, "mean": backbone.mean, "std": backbone.std,

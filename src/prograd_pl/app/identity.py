@@ -5,6 +5,11 @@ recipe, default); options that cannot (paths, loggers, progress bar, launcher, d
 size) are left out, so they never split a folder. The folder is a readable prefix plus a digest of the identity:
 ``<setting>/<dataset>/<method>/<backbone>/shots<k>/cfg-<digest>/seed<s>``; every seed of one configuration shares
 the ``cfg-<digest>`` folder.
+
+Two inputs that the config names but does not pin are added to it: the content (SHA-256) of a local weights file
+(``model.pretrained`` a path, or ``mini:`` and ``$PROGRAD_MINI_WEIGHTS``), as ``model.weights_sha256``, and the
+generator version of the mini world's datasets, as ``mini_world``. New weights or a regenerated world are then
+another run, never a finished one read back.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +62,32 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=32)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return file_digest(path)
+
+
+def weights_sha256(pretrained: Any) -> str | None:
+    """SHA-256 of the local weights file that ``model.pretrained`` names (a path or ``mini:``); None for a tag
+    (``openai``: the tag pins the weights), random weights, or a file that does not exist (loading reports it)."""
+    from prograd_pl.mini.weights import MiniWeightsError
+    from prograd_pl.models.backbone import resolve_pretrained
+
+    try:
+        weights = resolve_pretrained(None if pretrained is None else str(pretrained))
+    except MiniWeightsError:
+        return None
+    if weights is None or not os.path.isfile(weights):
+        return None
+    stat = os.stat(weights)
+    return _file_sha256(os.path.realpath(weights), stat.st_size, stat.st_mtime_ns)
+
+
+def _uses_mini_world(tree: Mapping[str, Any]) -> bool:
+    names = [(tree.get("dataset") or {}).get("name"), *(tree.get("eval_datasets") or [])]
+    return any(isinstance(n, str) and n.startswith("mini_") for n in names)
+
+
 def identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The identifying part of a *resolved* config, normalised so that equivalent requests are equal.
 
@@ -82,6 +115,15 @@ def identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     if tree.get("ckpt") is not None:
         ckpt = checkpoint_file(str(tree["ckpt"]))
         tree["ckpt"] = {"sha256": file_digest(ckpt) if ckpt.is_file() else None}
+    model = tree.get("model")
+    if isinstance(model, dict) and "weights_sha256" not in model:
+        digest = weights_sha256(model.get("pretrained"))
+        if digest is not None:
+            model["weights_sha256"] = digest
+    if _uses_mini_world(tree) and "mini_world" not in tree:
+        from prograd_pl.mini.generate import GENERATOR_VERSION
+
+        tree["mini_world"] = GENERATOR_VERSION
     return tree
 
 

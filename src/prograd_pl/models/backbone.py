@@ -227,7 +227,8 @@ def configure_image_pass(
     return visual.image_pass
 
 
-def _resolve_pretrained(pretrained: str | None) -> str | None:
+def resolve_pretrained(pretrained: str | None) -> str | None:
+    """``model.pretrained`` as open_clip takes it: None for random weights, the mini weights file for ``mini:``."""
     if pretrained in (None, "", "none", "None"):
         return None
     if pretrained.startswith("mini:"):
@@ -258,7 +259,7 @@ def load_backbone(
             f"model.name='{name}' is not an open_clip architecture; expected one of open_clip.list_models() "
             "(e.g. RN50-quickgelu, ViT-B-16) or this project's prograd-tiny / prograd-mini."
         )
-    weights = _resolve_pretrained(pretrained)
+    weights = resolve_pretrained(pretrained)
     if weights is not None and (os.sep in weights or weights.endswith((".pt", ".pth", ".bin", ".safetensors"))):
         if not Path(weights).is_file():
             raise BackboneError(f"model.pretrained='{weights}' is not a file; expected a local checkpoint path.")

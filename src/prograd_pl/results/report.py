@@ -306,7 +306,8 @@ def base2new_summary(records: Sequence[dict], dataset: str, methods: Sequence[st
     from prograd_pl.results.aggregate import harmonic_mean, mean_std
 
     acc: dict[tuple[str, str], dict[int, float]] = {}
-    for rec in records:
+    # several results for one seed (e.g. runs of earlier weights in the same output root): the latest, as the tables
+    for rec in sorted(records, key=lambda r: str(r.get("finished_at") or "")):
         if rec["setting"] == "base2new" and rec["dataset"] == dataset:
             acc.setdefault((rec["method"], rec["subsample"]), {})[rec["seed"]] = rec["metrics"]["acc"]
     lines = [f"Base-to-new on {dataset} (mean ± std over seeds)", "", "| method | base | new | H |", "|---|---|---|---|"]
