@@ -84,8 +84,10 @@ def weights_sha256(pretrained: Any) -> str | None:
 
 
 def _uses_mini_world(tree: Mapping[str, Any]) -> bool:
+    from prograd_pl.data.datasets.mini import MINI_DATASETS
+
     names = [(tree.get("dataset") or {}).get("name"), *(tree.get("eval_datasets") or [])]
-    return any(isinstance(n, str) and n.startswith("mini_") for n in names)
+    return any(n in MINI_DATASETS for n in names)
 
 
 def identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:

@@ -141,7 +141,7 @@ ALIASES: dict[str, str] = {
     "road": "highway",
     "sunset": "dusk",
     # digits: the numeral
-    **{w: str(i) for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))},
+    **{w: str(i) for i, w in enumerate(DIGIT_NAMES)},
     # colours
     "blue": "azure",
     "brown": "chocolate",
