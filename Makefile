@@ -17,8 +17,9 @@ MINI_SHOTS ?= 1,2,4
 .PHONY: help install test test-all lint demo bench bench-data gpu-check bench-mini pretrain-mini data-mini \
         table-fewshot table-base2new table-dg table-xd experiments-mini clean
 
-help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+help: ## list the targets and the variables they read
+	@grep -hE '^[A-Za-z0-9_.-]+:([^=]|$$).*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
+	@echo "variables: DATA=$(DATA) OUT=$(OUT) MODEL=$(MODEL) (rn50|vit_b16|mini) LAUNCHER=$(LAUNCHER) (basic|joblib|slurm) MINI_SHOTS=$(MINI_SHOTS) PYTEST_ARGS=$(PYTEST_ARGS) BENCH_ARGS=$(BENCH_ARGS)"
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,7 +50,7 @@ bench-data: install ## training-loader throughput (decode + augment) at 0/2/4/8 
 gpu-check: install ## the step benchmark on one GPU (fp32/bf16, RN50/ViT-B/16, 100/1000 classes); CPU fallback
 	PYTHON=$(PY) bash benchmarks/gpu_check.sh
 
-bench-mini: install ## base-to-new on every mini task: zero-shot, CoOp, KD, ProGrad, 3 seeds
+bench-mini: install ## base-to-new on every mini task (zero-shot, CoOp, CoCoOp, KD, KgCoOp, ProGrad; 3 seeds) + linear-probe headroom
 	$(PY) -m prograd_pl.sweep base2new --model mini --data-root $(DATA) --output-root $(OUT)/bench-mini
 	$(PY) -m prograd_pl.mini.headroom --shots 16 --seeds 1,2,3 --out $(OUT)/bench-mini/headroom
 
@@ -59,16 +60,16 @@ pretrain-mini: install ## rebuild the mini CLIP weights (deterministic, ~13 min 
 data-mini: install ## generate the mini datasets under DATA
 	$(PY) -m prograd_pl.mini.generate --data-root $(DATA)
 
-table-fewshot: install ## few-shot sweep + table (MODEL=, DATA=, LAUNCHER=, EXP=)
+table-fewshot: install ## few-shot sweep + table (MODEL=, DATA=, OUT=, LAUNCHER=)
 	$(PY) -m prograd_pl.sweep fewshot --model $(MODEL) --data-root $(DATA) --output-root $(OUT) --launcher $(LAUNCHER)
 
-table-base2new: install ## base-to-new sweep + table
+table-base2new: install ## base-to-new sweep + table (MODEL=, DATA=, OUT=, LAUNCHER=)
 	$(PY) -m prograd_pl.sweep base2new --model $(MODEL) --data-root $(DATA) --output-root $(OUT) --launcher $(LAUNCHER)
 
-table-dg: install ## domain generalisation sweep + table
+table-dg: install ## domain generalisation sweep + table (MODEL=, DATA=, OUT=, LAUNCHER=)
 	$(PY) -m prograd_pl.sweep dg --model $(MODEL) --data-root $(DATA) --output-root $(OUT) --launcher $(LAUNCHER)
 
-table-xd: install ## cross-dataset sweep + table
+table-xd: install ## cross-dataset sweep + table (MODEL=, DATA=, OUT=, LAUNCHER=)
 	$(PY) -m prograd_pl.sweep xd --model $(MODEL) --data-root $(DATA) --output-root $(OUT) --launcher $(LAUNCHER)
 
 experiments-mini: install ## the four tables on the mini world -> experiments/<setting>/mini.{md,png} (MINI_SHOTS=1,2,4)
