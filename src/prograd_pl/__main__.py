@@ -75,7 +75,7 @@ def cli(argv: list[str] | None = None) -> int:
 
             return interpret_main(rest)
         if cmd == "diff":
-            from prograd_pl.app.identity import diff_main
+            from prograd_pl.results.diff import main as diff_main
 
             return diff_main(rest)
         from prograd_pl.data.check import main as data_main

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from prograd_pl.models.checkpoint import checkpoint_file
 from prograd_pl.paper import UNTRAINED_METHODS
+from prograd_pl.results.diff import differences, flatten  # noqa: F401  (their home; run and components use them)
+from prograd_pl.results.store import IDENTITY_NAME
 
 NEUTRAL_KEYS: tuple[str, ...] = (
     "hydra", "data_root", "output_root", "cache_root", "redo", "feature_cache", "logger", "callbacks", "threads",
@@ -37,7 +39,7 @@ NEUTRAL_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 """Dotted keys of the resolved config that cannot change what a run computes."""
 
-IDENTITY_FILE = "identity.json"
+IDENTITY_FILE = IDENTITY_NAME
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _REFERENCE = re.compile(r"\$\{([A-Za-z0-9_][A-Za-z0-9_.]*)\}")
 
@@ -195,30 +197,6 @@ def run_dir(output_root: str | Path, ident: Mapping[str, Any]) -> Path:
     return Path(output_root).joinpath(*parts)
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{'a': {'b': 1}}`` -> ``{'a.b': 1}`` (lists stay values)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Dotted keys whose values differ between two identities: ``{key: (value in a, value in b)}``."""
-    fa, fb = flatten(a), flatten(b)
-    missing = object()
-    out = {}
-    for key in sorted(set(fa) | set(fb)):
-        va, vb = fa.get(key, missing), fb.get(key, missing)
-        if va != vb:
-            out[key] = (None if va is missing else va, None if vb is missing else vb)
-    return out
-
-
 def readable_overrides(ident: Mapping[str, Any]) -> list[str]:
     """The overrides that give the plain recipe for the same readable prefix (to name what else differs)."""
     return [
@@ -242,27 +220,3 @@ def read_identity(folder: str | Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def diff_main(argv: Sequence[str] | None = None) -> int:
-    """``prograd-pl diff RUN_A RUN_B``: the identity keys whose values differ between two run folders."""
-    import argparse
-    import sys
-
-    p = argparse.ArgumentParser(prog="prograd-pl diff", description="What differs between the configurations of two runs.")
-    p.add_argument("run_a", type=Path)
-    p.add_argument("run_b", type=Path)
-    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    idents = []
-    for folder in (args.run_a, args.run_b):
-        ident = read_identity(folder)
-        if ident is None:
-            print(f"prograd_pl: error: {folder} holds no identity.json; expected a run folder.", file=sys.stderr)
-            return 1
-        idents.append(ident)
-    diff = differences(*idents)
-    if not diff:
-        print("same configuration")
-    for key, (a, b) in diff.items():
-        print(f"{key}: {a!r} -> {b!r}")
-    return 0

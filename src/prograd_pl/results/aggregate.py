@@ -1,8 +1,11 @@
 """Turn results.json records into the paper's tables (pure functions, no I/O).
 
 Seeds are aggregated as ``mean ± population std`` (ddof=0, as CoOp's ``parse_test_res.py``), optionally with
-``ci95 = 1.96·std/√n``. A cell with fewer seeds than expected is marked and named in the table's notes; a missing
-cell is shown empty and named too; an average over an incomplete set of cells is marked and says what it lacks.
+``ci95 = 1.96·std/√n``; a cell of one seed has no spread. The seeds a configuration should have are, unless given,
+every seed found in that setting: a cell with fewer is marked and named in the table's notes; a missing cell is
+shown empty and named too; an average over an incomplete set of cells is marked and says what it lacks.
+Evaluations of a saved prompt (``ckpt=``) have tables of their own (``checkpoint_tables``); results that no table
+shows are named by ``unshown_notes``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prograd_pl.paper import SEEDS, SETTINGS, table_sort_key  # noqa: F401  (SETTINGS re-exported)
@@ -96,49 +100,88 @@ def group_key(record: Mapping[str, Any]) -> GroupKey:
     )
 
 
+def latest_per_seed(records: Iterable[Mapping[str, Any]]) -> tuple[dict[int, Mapping[str, Any]], tuple[int, ...]]:
+    """One record per seed, the latest (``finished_at``) where a seed has several, and the seeds that had several.
+
+    The one place where runs of one configuration are reduced to one accuracy per seed (tables and summaries).
+    """
+    by_seed: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for rec in records:
+        by_seed[int(rec["seed"])].append(rec)
+    latest = {s: max(runs, key=lambda r: str(r.get("finished_at") or "")) for s, runs in sorted(by_seed.items())}
+    return latest, tuple(s for s, runs in sorted(by_seed.items()) if len(runs) > 1)
+
+
+def seed_stats(records: Iterable[Mapping[str, Any]], expected_seeds: Sequence[int] = ()) -> SeedStats:
+    """``metrics.acc`` of one configuration over its seeds (latest result per seed); ``expected_seeds`` names the
+    seeds it should have (those absent are ``missing_seeds``)."""
+    latest, dups = latest_per_seed(records)
+    if not latest:
+        raise ValueError("seed_stats of no records")
+    m, s = mean_std([float(r["metrics"]["acc"]) for r in latest.values()])
+    missing = tuple(x for x in expected_seeds if x not in latest)
+    return SeedStats(m, s, len(latest), tuple(latest), missing, dups)
+
+
+def found_seeds(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, ...]]:
+    """Per setting, every seed of its trained runs (zero-shot runs are deterministic: one seed is complete)."""
+    seeds: dict[str, set[int]] = defaultdict(set)
+    for rec in records:
+        if int(rec["shots"]) > 0:
+            seeds[str(rec["setting"])].add(int(rec["seed"]))
+    return {k: tuple(sorted(v)) for k, v in seeds.items()}
+
+
 def group_runs(
-    records: Iterable[Mapping[str, Any]], expected_seeds: Sequence[int] = DEFAULT_SEEDS
+    records: Iterable[Mapping[str, Any]], expected_seeds: Sequence[int] | None = None
 ) -> dict[GroupKey, SeedStats]:
     """Aggregate ``metrics.acc`` over seeds for every configuration.
 
-    All seeds found are used; ``missing_seeds`` lists expected seeds without a run (a 0-shot configuration such
-    as zero-shot CLIP is deterministic and complete with any one seed). If one seed has several results, the
-    latest (``finished_at``) is used and the seed is listed in ``duplicate_seeds``.
+    All seeds found are used; ``missing_seeds`` lists expected seeds without a run (by default the seeds found in
+    the configuration's setting; a 0-shot configuration such as zero-shot CLIP is deterministic and complete with
+    any one seed). If one seed has several results, the latest (``finished_at``) is used and the seed is listed in
+    ``duplicate_seeds``.
     """
-    by_key: dict[GroupKey, dict[int, list[Mapping[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    records = list(records)
+    by_key: dict[GroupKey, list[Mapping[str, Any]]] = defaultdict(list)
     for rec in records:
-        by_key[group_key(rec)][int(rec["seed"])].append(rec)
+        by_key[group_key(rec)].append(rec)
+    per_setting = found_seeds(records)
     out: dict[GroupKey, SeedStats] = {}
-    for key, seeds in by_key.items():
-        accs, dups = [], []
-        for seed in sorted(seeds):
-            runs = seeds[seed]
-            if len(runs) > 1:
-                dups.append(seed)
-            latest = max(runs, key=lambda r: str(r.get("finished_at", "")))
-            accs.append(float(latest["metrics"]["acc"]))
-        m, s = mean_std(accs)
-        have = tuple(sorted(seeds))
-        missing = () if key.shots == 0 else tuple(x for x in expected_seeds if x not in seeds)
-        out[key] = SeedStats(m, s, len(accs), have, missing, tuple(dups))
+    for key, recs in by_key.items():
+        expected = per_setting.get(key.setting, ()) if expected_seeds is None else tuple(expected_seeds)
+        out[key] = seed_stats(recs, () if key.shots == 0 else expected)
     return out
 
 
 @dataclass
 class Cell:
-    """One table entry; ``mark`` flags an incomplete aggregate (explained in the table notes)."""
+    """One table entry; ``mark`` flags an incomplete aggregate (explained in the table notes).
+
+    ``seeds`` are the seeds behind a seed-aggregated entry (None for averages and derived entries such as H);
+    ``std`` and ``ci95`` are None where there is no spread to show (fewer than two seeds, averages).
+    """
 
     mean: float | None = None
     std: float | None = None
     ci95: float | None = None
     n: int = 0
     mark: bool = False
+    seeds: tuple[int, ...] | None = None
 
     @classmethod
     def of(cls, stats: SeedStats | None) -> Cell:
         if stats is None:
             return cls()
-        return cls(stats.mean, stats.std, stats.ci95, stats.n, not stats.complete)
+        spread = stats.n >= 2
+        return cls(
+            stats.mean,
+            stats.std if spread else None,
+            stats.ci95 if spread else None,
+            stats.n,
+            not stats.complete,
+            stats.seeds,
+        )
 
     @property
     def empty(self) -> bool:
@@ -181,7 +224,7 @@ def _seeds_text(seeds: Iterable[int]) -> str:
 
 def _stats_note(where: str, stats: SeedStats | None, expected_seeds: Sequence[int]) -> list[str]:
     if stats is None:
-        return [f"{where}: no runs (expected seeds {_seeds_text(expected_seeds)})"]
+        return [f"{where}: no runs" + (f" (expected seeds {_seeds_text(expected_seeds)})" if expected_seeds else "")]
     notes = []
     if stats.missing_seeds:
         notes.append(
@@ -212,6 +255,20 @@ def _partition(stats: Mapping[GroupKey, SeedStats], setting: str) -> dict[GroupK
     return {k: v for k, v in stats.items() if k.setting == setting}
 
 
+def is_checkpoint_eval(record: Mapping[str, Any]) -> bool:
+    """A run that evaluated a saved prompt (``ckpt=``) instead of training one: its tables are its own."""
+    return record.get("ckpt") not in (None, "")
+
+
+def _setting_records(records: Iterable[Mapping[str, Any]], setting: str) -> list[Mapping[str, Any]]:
+    """The records of ``setting`` that belong in its tables (evaluations of a saved prompt do not)."""
+    return [r for r in records if str(r["setting"]) == setting and not is_checkpoint_eval(r)]
+
+
+def _expected(records: Sequence[Mapping[str, Any]], setting: str, expected_seeds: Sequence[int] | None) -> tuple[int, ...]:
+    return tuple(expected_seeds) if expected_seeds is not None else found_seeds(records).get(setting, ())
+
+
 def _shots_label(shots: int) -> str:
     return f"{shots} shot{'s' if shots != 1 else ''}"
 
@@ -219,18 +276,21 @@ def _shots_label(shots: int) -> str:
 # --------------------------------------------------------------------------------------------------- few-shot
 def fewshot_tables(
     records: Iterable[Mapping[str, Any]],
-    expected_seeds: Sequence[int] = DEFAULT_SEEDS,
+    expected_seeds: Sequence[int] | None = None,
     expected_shots: Sequence[int] | None = None,
     expected_datasets: Sequence[str] | None = None,
 ) -> list[Table]:
     """Per method and backbone: rows = datasets + Average, columns = shots; then one summary per backbone.
 
     Expected datasets/shots default to every one seen for that backbone, so a method lacking a cell other
-    methods have is reported. The Average row is the mean over datasets of the seed means.
+    methods have is reported. The Average row is the mean over datasets of the seed means. Runs also evaluated on
+    other datasets (``eval_datasets=``) get a transfer table of those evaluations after them.
     """
+    records = _setting_records(records, "fewshot")
+    expected_seeds = _expected(records, "fewshot", expected_seeds)
     stats = {
         k: v
-        for k, v in _partition(group_runs(records, expected_seeds), "fewshot").items()
+        for k, v in group_runs(records, expected_seeds).items()
         if k.eval_dataset == k.dataset and k.subsample == "all"
     }
     tables: list[Table] = []
@@ -295,13 +355,24 @@ def fewshot_tables(
                 meta={"kind": "fewshot-average", "backbone": bb[0], "pretrained": bb[1], "shots": cols},
             )
             tables.append(summary)
+    tables += transfer_tables(
+        _with_other_targets(records), "fewshot", expected_seeds, with_average=False, kind="fewshot-transfer",
+        title="Few-shot transfer",
+    )  # fmt: skip
     return tables
+
+
+def _with_other_targets(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records of every run (all its seeds) that was also evaluated on a dataset other than its own."""
+    source = lambda k: (k.method, k.variant, k.backbone, k.pretrained, k.dataset, k.shots)  # noqa: E731
+    keys = {source(group_key(r)) for r in records if group_key(r).eval_dataset != group_key(r).dataset}
+    return [r for r in records if source(group_key(r)) in keys]
 
 
 # --------------------------------------------------------------------------------------------- base-to-new
 def base2new_tables(
     records: Iterable[Mapping[str, Any]],
-    expected_seeds: Sequence[int] = DEFAULT_SEEDS,
+    expected_seeds: Sequence[int] | None = None,
     expected_datasets: Sequence[str] | None = None,
 ) -> list[Table]:
     """Per method, backbone and shots: rows = datasets + Average, columns Base, New, H; then a summary.
@@ -309,9 +380,11 @@ def base2new_tables(
     H per dataset comes from the seed-averaged B and N; the Average row averages B and N over datasets and
     recomputes H from those averages (not the mean of per-dataset H).
     """
+    records = _setting_records(records, "base2new")
+    expected_seeds = _expected(records, "base2new", expected_seeds)
     stats = {
         k: v
-        for k, v in _partition(group_runs(records, expected_seeds), "base2new").items()
+        for k, v in group_runs(records, expected_seeds).items()
         if k.eval_dataset == k.dataset and k.subsample in ("base", "new")
     }
     tables: list[Table] = []
@@ -386,19 +459,25 @@ def base2new_tables(
 def transfer_tables(
     records: Iterable[Mapping[str, Any]],
     setting: str,
-    expected_seeds: Sequence[int] = DEFAULT_SEEDS,
+    expected_seeds: Sequence[int] | None = None,
     expected_targets: Sequence[str] | None = None,
     with_average: bool | None = None,
+    kind: str | None = None,
+    title: str | None = None,
 ) -> list[Table]:
     """Domain generalisation (``dg``) or cross-dataset (``xd``): rows = methods, columns = source + targets.
 
     One table per (backbone, shots, source dataset). Cross-dataset adds the average over targets (not source).
     Expected targets default to every target seen for that source, so a method lacking one is reported.
+    ``kind`` and ``title`` name such a table of another setting (few-shot runs with ``eval_datasets``).
     """
     if with_average is None:
         with_average = setting == "xd"
-    stats = {k: v for k, v in _partition(group_runs(records, expected_seeds), setting).items()}
-    title = {"dg": "Domain generalisation", "xd": "Cross-dataset transfer"}.get(setting, setting)
+    records = _setting_records(records, setting)
+    expected_seeds = _expected(records, setting, expected_seeds)
+    stats = group_runs(records, expected_seeds)
+    kind = kind or setting
+    title = title or {"dg": "Domain generalisation", "xd": "Cross-dataset transfer"}.get(setting, setting)
     tables: list[Table] = []
     for bb, shots, source in sorted({((k.backbone, k.pretrained), k.shots, k.dataset) for k in stats}):
         sel = {
@@ -413,12 +492,12 @@ def transfer_tables(
         columns = [source] + targets + (["Average"] if with_average else [])
         table = Table(
             setting=setting,
-            name=f"{setting}:{source}:{_shots_label(shots)}:{backbone_label(*bb)}",
+            name=f"{kind}:{source}:{_shots_label(shots)}:{backbone_label(*bb)}",
             title=f"{title} accuracy (%) · source {source} · {_shots_label(shots)} · {backbone_label(*bb)}",
             row_header="Method",
             columns=columns,
             meta={
-                "kind": setting,
+                "kind": kind,
                 "source": source,
                 "targets": targets,
                 "backbone": bb[0],
@@ -445,13 +524,94 @@ def transfer_tables(
     return tables
 
 
+# ------------------------------------------------------------------------------------ saved-prompt evaluations
+_TRAINING_KEYS = ("ckpt", "trainer.max_epochs")  # an evaluation of a saved prompt differs in these by definition
+
+
+def _ckpt_label(record: Mapping[str, Any]) -> str:
+    """The saved prompt a record evaluated: its path (the run-folder part of it) and the start of its SHA-256."""
+    parts = Path(str(record["ckpt"])).parts
+    path = "/".join(parts[-7:]) if len(parts) <= 7 else ".../" + "/".join(parts[-7:])
+    ident = record.get("identity")
+    sha = ident.get("ckpt") if isinstance(ident, Mapping) else None
+    sha = sha.get("sha256") if isinstance(sha, Mapping) else None
+    return f"{path} (sha256 {sha[:8]})" if isinstance(sha, str) else path
+
+
+def checkpoint_tables(records: Iterable[Mapping[str, Any]], expected_seeds: Sequence[int] | None = None) -> list[Table]:
+    """Evaluations of saved prompts (runs with ``ckpt=``), one table per backbone: rows = method and saved prompt,
+    columns = every dataset (and class subset) it was evaluated on. Seeds as in the other tables."""
+    records = [r for r in records if is_checkpoint_eval(r)]
+    if expected_seeds is None:
+        expected_seeds = sorted({int(r["seed"]) for r in records})
+    tables: list[Table] = []
+    backbones = sorted({(str(r["backbone"]), str(r.get("pretrained") or "")) for r in records})
+    for bb in backbones:
+        rows: dict[tuple[str, str, int], dict[str, list[Mapping[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+        for r in records:
+            if (str(r["backbone"]), str(r.get("pretrained") or "")) != bb:
+                continue
+            extras = r.get("extras") if isinstance(r.get("extras"), Mapping) else {}
+            variant = variant_of({"extras": {k: v for k, v in extras.items() if not k.startswith(_TRAINING_KEYS)}})
+            key = (method_label(str(r["method"]), variant), _ckpt_label(r), int(r["shots"]))
+            sub = str(r.get("subsample") or "all")
+            column = str(r.get("eval_dataset") or r["dataset"]) + ("" if sub == "all" else f" ({sub})")
+            rows[key][column].append(r)
+        columns = sorted({c for cols in rows.values() for c in cols}, key=dataset_sort_key)
+        several_shots = len({shots for _, _, shots in rows}) > 1
+        table = Table(
+            setting="checkpoints",
+            name=f"checkpoints:{backbone_label(*bb)}",
+            title=f"Saved prompts (ckpt=) evaluated: accuracy (%) · {backbone_label(*bb)}",
+            row_header="Method · saved prompt",
+            columns=columns,
+            meta={"kind": "checkpoints", "backbone": bb[0], "pretrained": bb[1]},
+        )
+        for (method, ckpt, shots), by_column in sorted(rows.items()):
+            label = f"{method} · {ckpt}" + (f" · {_shots_label(shots)}" if several_shots else "")
+            found = [seed_stats(by_column[c], expected_seeds) if c in by_column else None for c in columns]
+            table.rows.append((label, [Cell.of(st) for st in found]))
+            for col, st in zip(columns, found):
+                if st is not None:
+                    table.notes += _stats_note(f"{label}, {col}", st, expected_seeds)
+        tables.append(table)
+    return tables
+
+
+def _shown(key: GroupKey, setting: str) -> bool:
+    """Whether the tables of ``setting`` show a result of this configuration."""
+    if setting == "base2new":
+        return key.eval_dataset == key.dataset and key.subsample in ("base", "new")
+    return key.subsample == "all"  # few-shot (own dataset or transfer table), dg, xd
+
+
+def unshown_notes(records: Iterable[Mapping[str, Any]], setting: str) -> list[str]:
+    """One line per configuration of ``setting`` whose results no table of the setting shows (never dropped
+    silently): e.g. a few-shot run evaluated on a class subset."""
+    counts: dict[GroupKey, int] = defaultdict(int)
+    for rec in _setting_records(records, setting):
+        key = group_key(rec)
+        if not _shown(key, setting):
+            counts[key] += 1
+    why = {"base2new": "base-to-new tables show each dataset's own base and new classes"}.get(
+        setting, "these tables show whole test sets (subsample all)"
+    )
+    return [
+        f"not shown: {n} result{'s' if n != 1 else ''} of {method_label(k.method, k.variant)} trained on {k.dataset} "
+        f"({backbone_label(k.backbone, k.pretrained)}, {_shots_label(k.shots)}) evaluated on {k.eval_dataset} "
+        f"(subsample {k.subsample}): {why}"
+        for k, n in sorted(counts.items())
+    ]
+
+
 def build_tables(
     records: Iterable[Mapping[str, Any]],
     setting: str,
-    expected_seeds: Sequence[int] = DEFAULT_SEEDS,
+    expected_seeds: Sequence[int] | None = None,
     expected_shots: Sequence[int] | None = None,
 ) -> list[Table]:
-    """All tables of one setting (``fewshot``, ``base2new``, ``dg`` or ``xd``)."""
+    """All tables of one setting (``fewshot``, ``base2new``, ``dg`` or ``xd``), or ``checkpoints``: the
+    evaluations of saved prompts of every setting, which the others leave out."""
     records = list(records)
     if setting == "fewshot":
         return fewshot_tables(records, expected_seeds, expected_shots)
@@ -459,4 +619,6 @@ def build_tables(
         return base2new_tables(records, expected_seeds)
     if setting in ("dg", "xd"):
         return transfer_tables(records, setting, expected_seeds)
-    raise ValueError(f"unknown setting {setting!r}; expected one of {', '.join(SETTINGS)}")
+    if setting == "checkpoints":
+        return checkpoint_tables(records, expected_seeds)
+    raise ValueError(f"unknown setting {setting!r}; expected one of {', '.join(SETTINGS)} or checkpoints")

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from prograd_pl.atomic import atomic_open
 
 SCHEMA_VERSION = 1
 RESULTS_NAME = "results.json"
+IDENTITY_NAME = "identity.json"
 
 # Top-level keys every results.json holds (shared/DESIGN.md, docs/INTERFACES.md) and the nested ones.
 REQUIRED_KEYS: tuple[str, ...] = (
@@ -103,6 +104,11 @@ def validate_results(data: Any, where: str = "results") -> dict:
         raise ResultsError(f"{where}: metrics.acc must be a number, got {acc!r}")
     if not math.isfinite(acc):
         raise ResultsError(f"{where}: metrics.acc must be a finite number, got {acc!r}")
+    if not 0.0 <= acc <= 100.0:
+        raise ResultsError(f"{where}: metrics.acc must be a percentage in 0..100, got {acc!r}")
+    n_test = data["metrics"]["n_test"]
+    if isinstance(n_test, bool) or not isinstance(n_test, int) or n_test < 0:
+        raise ResultsError(f"{where}: metrics.n_test must be a non-negative integer, got {n_test!r}")
     for key in ("shots", "seed"):
         if isinstance(data[key], bool) or not isinstance(data[key], int):
             raise ResultsError(f"{where}: {key} must be an integer, got {data[key]!r}")
@@ -195,3 +201,30 @@ def iter_results(
                 errors.append((path, str(err)))
             continue
         yield path, data
+
+
+def run_folder_of(results_file: str | Path) -> Path:
+    """The run folder of a results.json: its own folder, or the run above ``evals/<target>/`` for a sub-result."""
+    folder = Path(results_file).parent
+    return folder.parent.parent if folder.parent.name == "evals" else folder
+
+
+def output_root_of(results_file: str | Path, record: Mapping[str, Any]) -> Path | None:
+    """The output root a run was written under: the folder above ``<setting>/<dataset>/`` on the run's path
+    (``<root>/<setting>/<dataset>/<method>/...``), or None when the path does not show it."""
+    parts = run_folder_of(results_file).parts
+    setting, dataset = str(record.get("setting")), str(record.get("dataset"))
+    for i in range(len(parts) - 2, -1, -1):  # the deepest match: an output root may sit inside another
+        if parts[i] == setting and parts[i + 1] in (dataset, _sanitise(dataset)):
+            return Path(*parts[:i]) if i else Path(".")
+    return None
+
+
+def by_output_root(found: Iterable[tuple[Path, dict]], default: Path) -> dict[Path, list[tuple[Path, dict]]]:
+    """Group ``(path, record)`` pairs by the output root each run was written under (``default`` where the path
+    does not show one), so that separate output roots (``outputs`` and ``outputs/demo``) are never merged."""
+    groups: dict[Path, list[tuple[Path, dict]]] = {}
+    for path, record in found:
+        root = output_root_of(path, record) or default
+        groups.setdefault(root, []).append((path, record))
+    return groups
