@@ -36,7 +36,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     out = tmp / "out"
 
     def go(*extra: str) -> Path:
-        return Path(run(compose(small_overrides(tmp, "method=prograd", "shots=2", "threads=1", *extra)))["run_dir"])
+        return Path(
+            run(compose(small_overrides(tmp, "method=prograd", "shots=2", "threads=1", *extra)))["run_dir"]
+        )
 
     paths = {"out": out, "data": tmp / "data"}
     paths["dtd1"] = go("dataset=dtd")
@@ -67,7 +69,9 @@ def test_report_keeps_nested_roots_apart_and_reports_seeds_per_cell(runs, tmp_pa
     dtd = next(r for r in plain if r["row"] == "dtd" and r["column"] == "2")
     eurosat = next(r for r in plain if r["row"] == "eurosat" and r["column"] == "2")
     assert (dtd["n"], dtd["seeds"]) == ("2", "1 2") and (eurosat["n"], eurosat["seeds"]) == ("1", "1")
-    assert eurosat["std"] == "" and eurosat["ci95"] == "" and eurosat["complete"] == "false"  # one seed: no spread
+    assert (
+        eurosat["std"] == "" and eurosat["ci95"] == "" and eurosat["complete"] == "false"
+    )  # one seed: no spread
     assert dtd["std"] != "" and dtd["complete"] == "true"
     md = (out / "fewshot.md").read_text()
     table = md.split("### ")[1]  # the plain prograd table: n varies between its cells, so each cell says it
@@ -75,20 +79,30 @@ def test_report_keeps_nested_roots_apart_and_reports_seeds_per_cell(runs, tmp_pa
     dtd_line = next(line for line in table.splitlines() if line.startswith("| dtd |"))
     assert "(n=1)" in eurosat_line and "±" not in eurosat_line and "*" in eurosat_line
     assert "(n=2)" in dtd_line and "±" in dtd_line
-    assert "eurosat, 2 shots: missing seeds 2" in table  # expected = the seeds found in the setting, not 1,2,3
+    assert (
+        "eurosat, 2 shots: missing seeds 2" in table
+    )  # expected = the seeds found in the setting, not 1,2,3
     # the saved prompt's evaluation is in its own table, not a main-table method titled [ckpt.sha256=...]
     assert "ckpt" not in md and "ckpt" not in (out / "base2new.md").read_text()
     ck = (out / "checkpoints.md").read_text()
     assert "Saved prompts (ckpt=) evaluated" in ck and "| Method · saved prompt | eurosat |" in ck
     assert "/seed1 (sha256 " in ck and str(runs["dtd1"].parent.name) in ck
-    for name in ("fewshot_curves.png", "fewshot_curves.pdf", "checkpoints.png", "checkpoints.pdf", "base2new.png"):
+    for name in (
+        "fewshot_curves.png",
+        "fewshot_curves.pdf",
+        "checkpoints.png",
+        "checkpoints.pdf",
+        "base2new.png",
+    ):
         assert (out / name).stat().st_size > 1000, name
 
     every = tmp_path / "every"
     assert report.main([str(runs["out"]), "--out", str(every), "--all-roots", "--no-plot"]) == 0
     capsys.readouterr()
     demo = _csv_rows(every / "demo" / "fewshot.csv")
-    assert {(r["row"], r["seeds"]) for r in demo if r["column"] == "2" and r["row"] == "dtd"} == {("dtd", "3")}
+    assert {(r["row"], r["seeds"]) for r in demo if r["column"] == "2" and r["row"] == "dtd"} == {
+        ("dtd", "3")
+    }
     assert (every / "fewshot.md").is_file() and (every / "checkpoints.md").is_file()
 
 
@@ -138,7 +152,9 @@ def test_report_bad_out_and_bad_root_are_one_sentence(runs, tmp_path, capsys):
     a_file.write_text("mine\n")
     assert report.main([str(runs["out"]), "--out", str(a_file)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"prograd_pl: error: --out {a_file} is a file; expected a folder to write the tables into."]
+    assert err == [
+        f"prograd_pl: error: --out {a_file} is a file; expected a folder to write the tables into."
+    ]
     assert a_file.read_text() == "mine\n"
     assert report.main([str(tmp_path / "missing")]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
@@ -157,13 +173,22 @@ def _check_layout(fig) -> list[str]:
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
     assert len(legends) == 1
     box = legends[0].get_window_extent(renderer)
-    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 + 0.5 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1 + 0.5
+    assert (
+        fig.bbox.x0 <= box.x0
+        and box.x1 <= fig.bbox.x1 + 0.5
+        and fig.bbox.y0 <= box.y0
+        and box.y1 <= fig.bbox.y1 + 0.5
+    )
     for ax in fig.axes:
         if ax.axison:
             assert not _overlaps(box, ax.get_window_extent(renderer)), ax.get_title()
-    title = fig.get_suptitle()
-    assert title and fig._suptitle.get_fontsize() >= 12
-    assert not _overlaps(box, fig._suptitle.get_window_extent(renderer))
+    from matplotlib.text import Text
+
+    (title,) = [
+        t for t in fig.get_children() if isinstance(t, Text) and t.get_text() == fig.get_suptitle() != ""
+    ]
+    assert title.get_fontsize() >= 12
+    assert not _overlaps(box, title.get_window_extent(renderer))
     for ax in fig.axes:
         if ax.axison:
             assert ax.get_xlabel() and ax.get_ylabel() == "accuracy (%)"
@@ -195,16 +220,19 @@ def test_error_bars_only_where_two_seeds_or_more_vary():
     def cell(mean: float, std: float | None, n: int, mark: bool = False) -> Cell:
         return Cell(mean, std, None if std is None else 1.96 * std / n**0.5, n, mark, tuple(range(1, n + 1)))
 
-    rows = [(f"m{i}", [cell(50, 2.0, 3), cell(40, None, 1, True), cell(45, 0.0, 2), Cell()]) for i in range(6)]
+    rows = [
+        (f"m{i}", [cell(50, 2.0, 3), cell(40, None, 1, True), cell(45, 0.0, 2), Cell()]) for i in range(6)
+    ]
     columns = ["imagenet", "imagenetv2", "imagenet_sketch", "imagenet_a"]
     table = Table("dg", "dg:x", "Domain generalisation accuracy (%) · source imagenet", "Method", columns, rows,
                   meta={"kind": "dg"})  # fmt: skip
     fig = plots.bars_figure(table)
     labels = _check_layout(fig)  # six methods: the legend still beside the bars, not over them
     assert _error_bars(fig) == 6  # one per method: n=1 and the zero spread draw none, nor does the empty cell
-    assert {"hatched: fewer seeds than the others (* in the table)", "bars: ± std over seeds (where n ≥ 2)"} <= {
-        label.replace("\n", " ") for label in labels
-    }
+    assert {
+        "hatched: fewer seeds than the others (* in the table)",
+        "bars: ± std over seeds (where n ≥ 2)",
+    } <= {label.replace("\n", " ") for label in labels}
     bars = [p for p in fig.axes[0].patches if p.get_height() > 0]
     assert len(bars) == 6 * 3  # the empty cell draws no zero-height bar
 
@@ -233,7 +261,9 @@ def test_diff_of_two_cfg_digest_folders_seeds_and_settings(runs, capsys):
     assert 'setting: "fewshot" -> "base2new"' in capsys.readouterr().out.splitlines()
     assert diff_folders(runs["dtd1"], runs["dtd1"])[2:] == ["same configuration"]
     # a saved prompt's evaluation: the ckpt's content is named
-    assert any(line.startswith("ckpt.sha256: (absent) -> ") for line in diff_folders(runs["dtd1"], runs["ckpt"]))
+    assert any(
+        line.startswith("ckpt.sha256: (absent) -> ") for line in diff_folders(runs["dtd1"], runs["ckpt"])
+    )
 
 
 def test_diff_answers_bad_input_in_one_sentence(runs, tmp_path, capsys):
@@ -263,7 +293,9 @@ def test_make_help_lists_every_target_of_the_makefile():
         pytest.skip("make is not installed")
     text = (ROOT / "Makefile").read_text()
     targets = set(re.findall(r"^([A-Za-z0-9_.-]+)\s*:(?!=)", text, flags=re.M)) - {".PHONY", ".DEFAULT_GOAL"}
-    phony = set(re.search(r"^\.PHONY:((?:.*\\\n)*.*)", text, flags=re.M).group(1).replace("\\\n", " ").split())
+    phony = set(
+        re.search(r"^\.PHONY:((?:.*\\\n)*.*)", text, flags=re.M).group(1).replace("\\\n", " ").split()
+    )
     assert phony <= targets and "table-base2new" in targets
     proc = subprocess.run(["make", "-s", "--no-print-directory", "help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60, check=True)  # fmt: skip

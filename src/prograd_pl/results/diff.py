@@ -53,15 +53,21 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
-        raise DiffError(f"cannot read {path} ({getattr(err, 'strerror', None) or err}); expected a run's file.") from None
+        raise DiffError(
+            f"cannot read {path} ({getattr(err, 'strerror', None) or err}); expected a run's file."
+        ) from None
     except json.JSONDecodeError as err:
-        raise DiffError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); expected a run's identity.") from None
+        raise DiffError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno}); expected a run's identity."
+        ) from None
 
 
 def _as_identity(data: Any, path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         kind = {list: "a JSON list", str: "a JSON string"}.get(type(data), f"a JSON {type(data).__name__}")
-        raise DiffError(f"{path} holds {kind}, not an object; expected a run's identity (config keys and values).")
+        raise DiffError(
+            f"{path} holds {kind}, not an object; expected a run's identity (config keys and values)."
+        )
     return data
 
 
@@ -130,7 +136,9 @@ def diff_folders(a: Path, b: Path) -> list[str]:
             raise DiffError(f"{folder} does not exist; expected a run folder (or a folder of runs).")
         files = run_files(folder)
         if not files:
-            raise DiffError(f"{folder} holds no {IDENTITY_NAME} or {RESULTS_NAME}; expected a run folder (or a folder of runs).")
+            raise DiffError(
+                f"{folder} holds no {IDENTITY_NAME} or {RESULTS_NAME}; expected a run folder (or a folder of runs)."
+            )
         sides.append([read_run(p) for p in files])
     va, vb = values_by_key(sides[0]), values_by_key(sides[1])
     lines = [f"A: {describe(a, sides[0])}", f"B: {describe(b, sides[1])}"]
@@ -151,7 +159,9 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """``prograd-pl diff A B``; returns the exit status (1 with one sentence on bad input)."""
     p = _Parser(prog="prograd-pl diff", description=__doc__.splitlines()[0].split(": ", 1)[1])
-    p.add_argument("run_a", type=Path, help="a run folder, a cfg-<digest> folder of seeds, or any folder of runs")
+    p.add_argument(
+        "run_a", type=Path, help="a run folder, a cfg-<digest> folder of seeds, or any folder of runs"
+    )
     p.add_argument("run_b", type=Path, help="the same for the other side")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:

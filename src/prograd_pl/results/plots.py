@@ -54,7 +54,9 @@ LEGEND_CHARS = 44  # legend entries wrap at this many characters
 
 def _legend_labels(labels: Sequence[str]) -> tuple[list[str], float]:
     """Legend labels wrapped to ``LEGEND_CHARS`` and the width (inches) the legend needs at 9 pt beside the axes."""
-    wrapped = ["\n".join(textwrap.wrap(label, LEGEND_CHARS, break_on_hyphens=False)) or label for label in labels]
+    wrapped = [
+        "\n".join(textwrap.wrap(label, LEGEND_CHARS, break_on_hyphens=False)) or label for label in labels
+    ]
     longest = max((len(line) for label in wrapped for line in label.splitlines()), default=0)
     return wrapped, 0.075 * longest + 0.9
 
@@ -188,8 +190,12 @@ def bars_figure(table: Table) -> Figure | None:
     if any_bars:
         from matplotlib.lines import Line2D
 
-        handles[f"bars: {SPREAD}"] = Line2D([], [], color="black", marker="|", markersize=10, linestyle="none")
-    ax.set_xticks(range(n_cols), table.columns, rotation=25 if n_cols > 4 else 0, ha="right" if n_cols > 4 else "center")
+        handles[f"bars: {SPREAD}"] = Line2D(
+            [], [], color="black", marker="|", markersize=10, linestyle="none"
+        )
+    ax.set_xticks(
+        range(n_cols), table.columns, rotation=25 if n_cols > 4 else 0, ha="right" if n_cols > 4 else "center"
+    )
     ax.set_ylabel("accuracy (%)", fontsize=11)
     ax.set_xlabel(_XLABEL.get(str(table.meta.get("kind")), table.row_header), fontsize=11)
     ax.set_ylim(bottom=0)
@@ -215,7 +221,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "table"
 
 
-def write_figures(setting: str, tables: Sequence[Table], out: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+def write_figures(
+    setting: str, tables: Sequence[Table], out: str | Path, formats: Sequence[str] = FORMATS
+) -> list[Path]:
     """The figures of one setting's tables under ``out``; returns the files written.
 
     Few-shot: ``fewshot_curves.*`` (every dataset and the average). Base-to-new: the per-backbone summary over
@@ -232,7 +240,11 @@ def write_figures(setting: str, tables: Sequence[Table], out: str | Path, format
         bar_tables = [t for t in tables if t.meta.get("kind") == "fewshot-transfer"]
         stem = "fewshot_transfer"
     else:
-        summaries = {(t.meta.get("backbone"), t.meta.get("pretrained")) for t in tables if t.meta.get("kind") == "base2new-average"}
+        summaries = {
+            (t.meta.get("backbone"), t.meta.get("pretrained"))
+            for t in tables
+            if t.meta.get("kind") == "base2new-average"
+        }
         bar_tables = [t for t in tables if t.meta.get("kind") != "base2new"
                       or (t.meta.get("backbone"), t.meta.get("pretrained")) not in summaries]  # fmt: skip
         stem = setting
