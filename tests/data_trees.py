@@ -328,3 +328,118 @@ def _build_imagenet_family(
                 fname = f"0.{label:03d}{i:03d}_{classname} _ {classname}_0.5.jpg"  # real -A names have spaces
                 _write_image(ddir / sub / wnid / (fname if name == "imagenet_a" else f"art_{i}.jpg"), label)
             (ddir / sub / "README.txt").write_text("a README, not a class folder\n")
+
+
+# --- the same datasets as their sources publish them (archives in the upstream layouts), for `data download` ---
+UPSTREAM_NAMES = (
+    "dtd", "oxford_pets", "oxford_flowers", "eurosat", "caltech101", "food101", "fgvc_aircraft", "sun397",
+    "ucf101", "stanford_cars",
+)  # fmt: skip
+
+
+def _pack(archive: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (member name -> bytes) as a zip or a (gzip) tar, by the archive's file name."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    if archive.name.endswith(".zip"):
+        import zipfile
+
+        with zipfile.ZipFile(archive, "w") as zf:
+            for name, data in sorted(files.items()):
+                zf.writestr(name, data)
+        return
+    import tarfile
+
+    mode = "w" if archive.name.endswith(".tar") else "w:gz"
+    with tarfile.open(archive, mode) as tf:
+        dirs = sorted({"/".join(n.split("/")[:i]) for n in files for i in range(1, n.count("/") + 1)})
+        for d in dirs:  # real archives list their folders too
+            info = tarfile.TarInfo(d)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tf.addfile(info)
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+
+
+def _under(ddir: Path, sub: str, prefix: str) -> dict[str, bytes]:
+    """Every file below ``ddir/sub`` as ``prefix + path relative to ddir/sub``."""
+    base = ddir / sub if sub else ddir
+    return {
+        prefix + p.relative_to(base).as_posix(): p.read_bytes()
+        for p in sorted(base.rglob("*"))
+        if p.is_file()
+    }
+
+
+def build_upstream(name: str, served: Path, work: Path, n_classes: int = 4, per_class=(6, 3, 3)) -> Path:
+    """Write dataset ``name`` as its sources publish it into ``served/<folder>/`` (the archives under their
+    published file names, plus CoOp's split file), from a miniature CoOp tree built under ``work``.
+
+    Returns the CoOp-layout tree that a download must reproduce (``work/<folder>``).
+    """
+    ddir = build_tree(name, work, n_classes, per_class)
+    out = Path(served) / FOLDERS[name]
+    out.mkdir(parents=True, exist_ok=True)
+    split = ddir / SPLIT_FILES[name] if name in SPLIT_FILES else None
+    if split is not None:
+        (out / split.name).write_bytes(split.read_bytes())
+    if name == "dtd":
+        files = _under(ddir, "images", "dtd/images/")
+        files["dtd/labels/labels_joint_anno.txt"] = b"banded/banded_0001.jpg banded\n"
+        files["dtd/imdb/imdb.mat"] = b"MATLAB 5.0 MAT-file"
+        _pack(out / "dtd-r1.0.1.tar.gz", files)
+    elif name == "oxford_pets":
+        _pack(out / "images.tar.gz", _under(ddir, "images", "images/"))
+        _pack(out / "annotations.tar.gz", {"annotations/list.txt": b"#\n", "annotations/trainval.txt": b""})
+    elif name == "oxford_flowers":
+        _pack(out / "102flowers.tgz", _under(ddir, "jpg", "jpg/"))
+        (out / "imagelabels.mat").write_bytes(b"MATLAB 5.0 MAT-file, labels")
+        (out / "cat_to_name.json").write_bytes((ddir / "cat_to_name.json").read_bytes())
+    elif name == "eurosat":
+        _pack(out / "EuroSAT.zip", _under(ddir, "2750", "2750/"))
+    elif name == "caltech101":
+        inner = work / "101_ObjectCategories.tar.gz"
+        _pack(inner, _under(ddir, "101_ObjectCategories", "101_ObjectCategories/"))
+        annotations = work / "Annotations.tar"
+        _pack(annotations, {"Annotations/airplanes/annotation_0001.mat": b"x"})
+        _pack(out / "caltech-101.zip", {
+            "caltech-101/101_ObjectCategories.tar.gz": inner.read_bytes(),
+            "caltech-101/Annotations.tar": annotations.read_bytes(),
+            "caltech-101/show_annotation.m": b"% matlab\n",
+        })  # fmt: skip
+    elif name == "food101":
+        files = _under(ddir, "images", "food-101/images/")
+        files["food-101/meta/classes.txt"] = "".join(s + "\n" for s, _ in classes(name, n_classes)).encode()
+        files["food-101/README.txt"] = b"Food-101\n"
+        files["food-101/license_agreement.txt"] = b"terms\n"
+        _pack(out / "food-101.tar.gz", files)
+    elif name == "fgvc_aircraft":
+        files = _under(ddir, "", "fgvc-aircraft-2013b/data/")
+        files["fgvc-aircraft-2013b/README.html"] = b"<html></html>"
+        files["fgvc-aircraft-2013b/evaluation.m"] = b"% matlab\n"
+        _pack(out / "fgvc-aircraft-2013b.tar.gz", files)
+    elif name == "sun397":
+        files = _under(ddir, "SUN397", "SUN397/")
+        files["SUN397/ClassName.txt"] = "".join(s + "\n" for s, _ in classes(name, n_classes)).encode()
+        files["SUN397/README.txt"] = b"SUN397\n"
+        _pack(out / "SUN397.tar.gz", files)
+    elif name == "ucf101":
+        _pack(out / "UCF-101-midframes.zip", _under(ddir, "UCF-101-midframes", "UCF-101-midframes/"))
+    elif name == "stanford_cars":
+        _pack(out / "cars_train.tgz", _under(ddir, "cars_train", "cars_train/"))
+        _pack(out / "cars_test.tgz", _under(ddir, "cars_test", "cars_test/"))
+        _pack(out / "car_devkit.tgz", {"devkit/cars_meta.mat": b"x", "devkit/README.txt": b"devkit\n"})
+        (out / "cars_test_annos_withlabels.mat").write_bytes(b"MATLAB 5.0 MAT-file, test labels")
+    else:
+        raise ValueError(f"no upstream layout for {name!r}")
+    return ddir
+
+
+def build_folder_tree(root: Path, names=("red_fox", "snowy owl", "blue_jay"), per_class: int = 12) -> Path:
+    """An ImageFolder tree ``root/<class>/<n>.jpg`` (a dozen images per class by default) for ``dataset=folder``."""
+    for label, name in enumerate(names):
+        for i in range(per_class):
+            _write_image(Path(root) / name / f"{i:03d}.jpg", label)
+    return Path(root)

@@ -1,10 +1,11 @@
-"""``python -m prograd_pl [overrides]`` (the Hydra app) and the ``report | interpret | data | diff`` sub-commands."""
+"""``python -m prograd_pl [overrides]`` (the Hydra app) and the ``report | interpret | data | diff | weights``
+sub-commands."""
 
 from __future__ import annotations
 
 import sys
 
-SUBCOMMANDS = ("report", "interpret", "data", "diff")
+SUBCOMMANDS = ("report", "interpret", "data", "diff", "weights")
 
 
 def _hydra_main() -> None:
@@ -19,11 +20,13 @@ def _hydra_main() -> None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from prograd_pl.app.run import run
         from prograd_pl.app.sweep_failures import record_failure
 
         quiet_open_clip()
         try:
+            preflight_weights(cfg)  # a tag not on this machine ends here, before the heavy imports
+            from prograd_pl.app.run import run
+
             result = run(cfg)
         except USER_ERRORS as err:  # one clear sentence, no traceback
             print(f"prograd_pl: error: {err}", file=sys.stderr)
@@ -36,6 +39,19 @@ def _hydra_main() -> None:
               f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}")
 
     main()
+
+
+def preflight_weights(cfg) -> None:
+    """The run's option checks, then whether the model's weights can be had
+    (:func:`prograd_pl.models.weights.preflight`), before the heavy imports: a tag not on this machine ends in
+    seconds."""
+    from prograd_pl.app.config import check, resolve
+    from prograd_pl.models.weights import preflight
+
+    resolved = resolve(cfg)
+    check(resolved)
+    pretrained = resolved.model.get("pretrained")
+    preflight(str(resolved.model.name), None if pretrained is None else str(pretrained))
 
 
 def quiet_open_clip() -> None:
@@ -78,9 +94,13 @@ def cli(argv: list[str] | None = None) -> int:
             from prograd_pl.results.diff import main as diff_main
 
             return diff_main(rest)
-        from prograd_pl.data.check import main as data_main
+        if cmd == "weights":
+            from prograd_pl.models.weights import main as weights_main
 
-        return data_main(rest[1:] if rest and rest[0] == "check" else rest)
+            return weights_main(rest)
+        from prograd_pl.data.cli import main as data_main
+
+        return data_main(rest)
     sys.argv = [sys.argv[0], *hoist_multirun(argv)]
     _hydra_main()
     return 0

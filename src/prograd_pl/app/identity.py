@@ -35,7 +35,7 @@ NEUTRAL_KEYS: tuple[str, ...] = (
     "hydra", "data_root", "output_root", "cache_root", "redo", "feature_cache", "logger", "callbacks", "threads",
     "data.num_workers", "data.pin_memory", "data.test_batch_size", "dataset.backbone", "trainer.enable_model_summary",
     "trainer.log_every_n_steps", "trainer.num_sanity_val_steps", "trainer.enable_checkpointing", "checkpoint",
-    "continue_on_error", "jobs_per_gpu", "gpu_wait_s",
+    "continue_on_error", "jobs_per_gpu", "gpu_wait_s", "dataset.path", "dataset.split_file", "dataset.classnames",
 )  # fmt: skip
 """Dotted keys of the resolved config that cannot change what a run computes."""
 
@@ -85,6 +85,20 @@ def weights_sha256(pretrained: Any) -> str | None:
     return _file_sha256(os.path.realpath(weights), stat.st_size, stat.st_mtime_ns)
 
 
+def split_sha256(cfg: DictConfig | Mapping[str, Any], dataset: Mapping[str, Any]) -> str | None:
+    """SHA-256 of the split file the run reads (``dataset.split``, a folder dataset's file, FGVC's lists); None
+    where the split is the folders (ImageNet family), the mini world (its version pins it) or not there yet."""
+    from prograd_pl.data.registry import split_sha256 as data_split_sha256
+
+    options = cfg.get("dataset") if isinstance(cfg, (DictConfig, Mapping)) else None
+    data_root = cfg.get("data_root") or "data"
+    if options is None or dataset.get("name") is None:
+        return None
+    if isinstance(options, DictConfig):
+        options = OmegaConf.to_container(options, resolve=True)
+    return data_split_sha256(str(dataset["name"]), str(data_root), options)
+
+
 def _uses_mini_world(tree: Mapping[str, Any]) -> bool:
     from prograd_pl.data.datasets.mini import MINI_DATASETS
 
@@ -124,6 +138,11 @@ def identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         digest = weights_sha256(model.get("pretrained"))
         if digest is not None:
             model["weights_sha256"] = digest
+    dataset = tree.get("dataset")
+    if isinstance(dataset, dict) and "split_sha256" not in dataset:
+        digest = split_sha256(cfg, dataset)
+        if digest is not None:  # which split file the run reads: different splits never share a folder
+            dataset["split_sha256"] = digest
     if _uses_mini_world(tree) and "mini_world" not in tree:
         from prograd_pl.mini.generate import GENERATOR_VERSION
 

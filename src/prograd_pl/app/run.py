@@ -130,7 +130,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     # data first: every bad path or option is reported before the model is built
     data_root = Path(cfg.data_root)
-    full = load_dataset(dataset, data_root)
+    full = load_dataset(dataset, data_root, cfg.dataset)
     info = get_dataset_info(dataset)
     fewshot = full if (info.test_only or shots == 0) else fewshot_split(full, shots, seed, data_root)
     own_sub = "base" if cfg.setting == "base2new" else "all"
@@ -206,7 +206,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     }  # fmt: skip
     records = []
     for (name, sub), sp in [((dataset, own_sub), train_splits), *targets.items()]:
-        module.set_eval_classes(sp.classnames, template=dataset_template(name, cfg.dataset.template_source))
+        module.set_eval_classes(sp.classnames, template=str(cfg.dataset.template) if name == dataset else dataset_template(name, cfg.dataset.template_source))
         module.metric_prefix = components.metric_prefix(cfg.setting, dataset, name, sub)
         metrics = evaluate(module, trainer, cfg, sp, backbone)
         log.info("%s on %s (%s): acc %.2f%% over %d images", method, name, sub, metrics["acc"], metrics["n_test"])

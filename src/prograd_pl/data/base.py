@@ -52,6 +52,8 @@ class DatasetSplits:
     test: list[Datum]
     classnames: list[str]  # index == label
     template: str  # ProGrad template, e.g. "a texture of {}."
+    dataset_dir: str | None = None  # folder the few-shot cache paths are relative to (default: data_root/folder)
+    fewshot_dir: str | None = None  # folder of the few-shot caches (default: <dataset_dir>/split_fewshot)
 
 
 def require_file(path: Path, what: str) -> Path:

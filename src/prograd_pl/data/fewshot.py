@@ -26,6 +26,7 @@ import pickle
 import random
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..atomic import atomic_open
@@ -113,9 +114,13 @@ def fewshot_split(
     else:
         from .registry import get_dataset_info  # registry imports the readers; keep this module light
 
-        dataset_dir = Path(data_root).expanduser() / get_dataset_info(splits.name).folder
-        json_path = cache_file(dataset_dir, shots, seed)
-        pkl_path = cache_file(dataset_dir, shots, seed, ".pkl")
+        if splits.dataset_dir is not None:  # a split of its own (generated, or a folder dataset)
+            dataset_dir = Path(splits.dataset_dir)
+        else:
+            dataset_dir = Path(data_root).expanduser() / get_dataset_info(splits.name).folder
+        cache_dir = Path(splits.fewshot_dir) if splits.fewshot_dir is not None else dataset_dir / CACHE_DIR
+        json_path = cache_dir / cache_file(dataset_dir, shots, seed).name
+        pkl_path = cache_dir / cache_file(dataset_dir, shots, seed, ".pkl").name
         if json_path.is_file():
             train, val = load_fewshot_cache(json_path, dataset_dir, splits, shots, seed)
         else:
@@ -131,7 +136,7 @@ def fewshot_split(
                 log.warning(
                     "could not write the few-shot cache %s (%s); continuing without it", json_path, err
                 )
-    return DatasetSplits(splits.name, train, val, list(splits.test), list(splits.classnames), splits.template)
+    return replace(splits, train=train, val=val, test=list(splits.test), classnames=list(splits.classnames))
 
 
 def write_fewshot_cache(

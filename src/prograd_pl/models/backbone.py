@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -228,14 +227,11 @@ def configure_image_pass(
 
 
 def resolve_pretrained(pretrained: str | None) -> str | None:
-    """``model.pretrained`` as open_clip takes it: None for random weights, the mini weights file for ``mini:``."""
-    if pretrained in (None, "", "none", "None"):
-        return None
-    if pretrained.startswith("mini:"):
-        from prograd_pl.mini.weights import mini_weights_path
+    """``model.pretrained`` as open_clip takes it: None for random weights, the mini weights file for ``mini:``
+    (see :mod:`prograd_pl.models.weights`)."""
+    from prograd_pl.models.weights import resolve_pretrained as resolve
 
-        return str(mini_weights_path())
-    return pretrained
+    return resolve(pretrained)
 
 
 def load_backbone(
@@ -259,19 +255,10 @@ def load_backbone(
             f"model.name='{name}' is not an open_clip architecture; expected one of open_clip.list_models() "
             "(e.g. RN50-quickgelu, ViT-B-16) or this project's prograd-tiny / prograd-mini."
         )
+    from prograd_pl.models.weights import create_model
+
     weights = resolve_pretrained(pretrained)
-    if weights is not None and (os.sep in weights or weights.endswith((".pt", ".pth", ".bin", ".safetensors"))):
-        if not Path(weights).is_file():
-            raise BackboneError(f"model.pretrained='{weights}' is not a file; expected a local checkpoint path.")
-    try:
-        model = open_clip.create_model(name, pretrained=weights, device=device)
-    except RuntimeError as err:
-        if weights is not None and not Path(weights).is_file():
-            raise BackboneError(
-                f"could not obtain weights '{weights}' for model '{name}' (no network or unknown tag); download "
-                f"them elsewhere and pass the local file with model.pretrained=/path/to/weights.pt."
-            ) from err
-        raise
+    model = create_model(name, pretrained, device=device)  # checks files and tags before loading anything
     model.eval()
     model.requires_grad_(False)
     configure_image_pass(model, fast=fast_image, bf16=image_bf16, compile=image_compile)
