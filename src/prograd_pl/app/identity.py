@@ -9,7 +9,8 @@ the ``cfg-<digest>`` folder.
 Two inputs that the config names but does not pin are added to it: the content (SHA-256) of a local weights file
 (``model.pretrained`` a path, or ``mini:`` and ``$PROGRAD_MINI_WEIGHTS``), as ``model.weights_sha256``, and the
 generator version of the mini world's datasets, as ``mini_world``. New weights or a regenerated world are then
-another run, never a finished one read back.
+another run, never a finished one read back. The split file the run reads is pinned the same way
+(``dataset.split_sha256``), so runs on different splits never share a folder.
 """
 
 from __future__ import annotations
