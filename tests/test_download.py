@@ -320,6 +320,23 @@ def test_hand_placed_files_are_checked_and_unpacked(served: Server, tmp_path: Pa
     assert "the MD5 of" in _one_sentence(info.value)
 
 
+def test_optional_file_missing_on_the_mirror_is_skipped(served: Server, tmp_path: Path, monkeypatch) -> None:
+    build_upstream("oxford_pets", served.root, tmp_path / "reference")
+    (served.root / "oxford_pets" / "annotations.tar.gz").unlink()  # a mirror without the optional annotations
+    real = MANIFESTS["oxford_pets"]
+    images = served.root / "oxford_pets" / "images.tar.gz"
+    manifest = replace(real, files=tuple(
+        replace(f, md5=md5(images)) if f.name == images.name else f for f in real.files))  # fmt: skip
+    lines: list[str] = []
+    outcomes = download_dataset(manifest, tmp_path / "data", mirror=served.url, out=lines.append)
+    statuses = {o.remote.name: o.status for o in outcomes}
+    assert statuses == {"images.tar.gz": "fetched", "annotations.tar.gz": "skipped",
+                        "split_zhou_OxfordPets.json": "fetched"}  # fmt: skip
+    assert any("skipped the optional annotations.tar.gz" in line and "HTTP 404" in line for line in lines)
+    expect_tree_sizes(monkeypatch, "oxford_pets")
+    assert check_dataset(get_dataset_info("oxford_pets"), tmp_path / "data")[0]
+
+
 def test_variant_classnames_copied_from_imagenet(served: Server, tmp_path: Path, monkeypatch) -> None:
     build_tree("imagenet_a", tmp_path / "reference")
     ref = tmp_path / "reference" / "imagenet-adversarial"
@@ -382,6 +399,58 @@ def test_make_split_is_generated_marked_deterministic_and_read_on_request(tmp_pa
     assert generated_id["dataset"]["split_sha256"] == hashlib.sha256(generated.read_bytes()).hexdigest()
     assert cli(["data", "prepare", "fgvc_aircraft", "--make-split", "--data-root", str(data)]) == 1
     assert "official" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name", ["caltech101", "oxford_pets", "food101", "sun397", "dtd", "eurosat", "ucf101"]
+)
+def test_make_split_from_each_upstream_layout(name: str, tmp_path: Path) -> None:
+    """Every image of the dataset's folders lands in exactly one split, under the dataset's final class names."""
+    from data_trees import expected_classnames
+
+    build_tree(name, tmp_path, n_classes=4, per_class=(6, 3, 3))
+    assert cli(["data", "prepare", name, "--make-split", "--data-root", str(tmp_path)]) == 0
+    splits = load_dataset(name, tmp_path, {"split": "generated"})
+    paper = load_dataset(name, tmp_path)
+    assert set(splits.classnames) == set(expected_classnames(name))
+    every = sorted(d.path for d in [*splits.train, *splits.val, *splits.test])
+    assert every == sorted(d.path for d in [*paper.train, *paper.val, *paper.test])
+    assert [len(splits.train), len(splits.val), len(splits.test)] == [24, 8, 16]
+
+
+def test_make_split_from_devkit_files(tmp_path: Path) -> None:
+    """Stanford Cars (devkit .mat annotations) and Flowers (imagelabels.mat + cat_to_name.json)."""
+    import numpy as np
+    import scipy.io
+    from data_trees import _write_image
+
+    cars = tmp_path / "stanford_cars"
+    (cars / "devkit").mkdir(parents=True)
+    names = ["Tesla Model S Sedan 2012", "BMW M3 Coupe 2012"]
+    scipy.io.savemat(cars / "devkit" / "cars_meta.mat", {"class_names": np.array(names, dtype=object)})
+    for folder, annos in (("cars_train", cars / "devkit" / "cars_train_annos.mat"),
+                          ("cars_test", cars / "cars_test_annos_withlabels.mat")):  # fmt: skip
+        rows = []
+        for i in range(10):
+            _write_image(cars / folder / f"{i + 1:05d}.jpg", i % 2)
+            rows.append((f"{i + 1:05d}.jpg", i % 2 + 1))
+        scipy.io.savemat(annos, {"annotations": np.array(rows, dtype=[("fname", "O"), ("class", "O")])})
+    flowers = tmp_path / "oxford_flowers"
+    flowers.mkdir()
+    scipy.io.savemat(flowers / "imagelabels.mat", {"labels": np.array([1, 2, 3] * 4)})
+    (flowers / "cat_to_name.json").write_text(
+        json.dumps({"1": "pink primrose", "2": "sweet pea", "3": "lotus"})
+    )
+    for i in range(12):
+        _write_image(flowers / "jpg" / f"image_{i + 1:05d}.jpg", i % 3)
+    for name in ("stanford_cars", "oxford_flowers"):
+        assert cli(["data", "prepare", name, "--make-split", "--data-root", str(tmp_path)]) == 0
+    cars_splits = load_dataset("stanford_cars", tmp_path, {"split": "generated"})
+    assert cars_splits.classnames == ["2012 Tesla Model S Sedan", "2012 BMW M3 Coupe"]
+    assert sum(map(len, (cars_splits.train, cars_splits.val, cars_splits.test))) == 20
+    assert {d.path.split("/")[-2] for d in cars_splits.test} <= {"cars_train", "cars_test"}
+    flower_splits = load_dataset("oxford_flowers", tmp_path, {"split": "generated"})
+    assert flower_splits.classnames == ["pink primrose", "sweet pea", "lotus"]
 
 
 def test_prepare_imagenet_from_ilsvrc_folders(tmp_path: Path, monkeypatch, capsys) -> None:

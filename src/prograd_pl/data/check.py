@@ -43,7 +43,12 @@ def check_dataset(info: DatasetInfo, data_root: Path) -> tuple[bool, str]:
     """(complete?, one-paragraph report) for one dataset under ``data_root``."""
     dataset_dir = data_root / info.folder
     layout = ", ".join(info.layout) or "its files"
-    how = f"get it: {SOURCES[info.name]}; see {DOCS}" if info.name in SOURCES else f"see {DOCS}"
+    command = (
+        "prograd-pl data prepare imagenet --from <ILSVRC folder>"
+        if info.name == "imagenet"
+        else f"prograd-pl data download {info.name}"
+    )
+    how = f"`{command}`, or get it: {SOURCES[info.name]}; see {DOCS}" if info.name in SOURCES else f"see {DOCS}"
     if info.name not in DATASETS and not dataset_dir.exists():
         return False, f"not generated yet: {dataset_dir} (a mini dataset is created on first use)"
     if not dataset_dir.is_dir():

@@ -53,7 +53,7 @@ class Outcome:
     """What happened to one file."""
 
     remote: Remote
-    status: str  # "present" | "fetched" | "copied" | "missing" (no source: by hand or --mirror)
+    status: str  # present | fetched | copied | missing (no source: by hand or --mirror) | skipped (optional, failed)
     detail: str = ""
 
 
@@ -379,7 +379,9 @@ def obtain(
             _check_plain(final)
             _write_marker(dataset_dir, remote, "found in place", [remote.name], digests)
             return Outcome(remote, "present", "found in place")
-        if not final.exists() and not mirror:
+        if (
+            not final.exists()
+        ):  # a sibling's copy first (the ImageNet variants' classnames.txt), mirror or not
             for rel in remote.copy_from:
                 src = Path(data_root) / rel
                 if src.is_file() and src.resolve() != final.resolve():
@@ -456,7 +458,13 @@ def download_dataset(
     and when a required file has no source, after listing what to get and where to put it."""
     outcomes = []
     for remote in manifest.files:
-        outcome = obtain(remote, manifest, data_root, mirror, keep_archives, timeout, report=out)
+        try:
+            outcome = obtain(remote, manifest, data_root, mirror, keep_archives, timeout, report=out)
+        except DownloadError as err:
+            if remote.required or "another download of" in str(err):
+                raise
+            out(f"  skipped the optional {remote.name}: {err}")  # the reader does not need it
+            outcome = Outcome(remote, "skipped", str(err))
         outcomes.append(outcome)
     missing = [o.remote for o in outcomes if o.status == "missing"]
     if missing:
