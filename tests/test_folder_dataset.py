@@ -80,6 +80,13 @@ def test_model_auto_gives_the_papers_rn50_and_offline_ends_in_one_sentence(tmp_p
     assert len(warnings) <= 2, lines
 
 
+def test_missing_path_is_reported_before_the_weights(tmp_path: Path) -> None:
+    proc = run_app(tmp_path, "dataset=folder")  # model=auto: RN50 openai, not on this machine
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("prograd_pl: error: dataset=folder needs dataset.path=<folder of your images>")
+
+
 def test_reader_names_layouts_and_split(tmp_path: Path) -> None:
     tree = build_folder_tree(tmp_path / "t", names=("b_class", "a class", "c"), per_class=10)
     splits = load_dataset("folder", "unused", {"path": str(tree)})

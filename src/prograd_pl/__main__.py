@@ -42,14 +42,19 @@ def _hydra_main() -> None:
 
 
 def preflight_weights(cfg) -> None:
-    """The run's option checks, then whether the model's weights can be had
+    """The run's option checks, the dataset's folder, then whether the model's weights can be had
     (:func:`prograd_pl.models.weights.preflight`), before the heavy imports: a tag not on this machine ends in
     seconds."""
+    from omegaconf import OmegaConf
+
     from prograd_pl.app.config import check, resolve
+    from prograd_pl.data.registry import quick_check
     from prograd_pl.models.weights import preflight
 
     resolved = resolve(cfg)
     check(resolved)
+    options = OmegaConf.to_container(resolved.dataset)
+    quick_check(str(resolved.dataset.name), str(resolved.data_root), options)
     pretrained = resolved.model.get("pretrained")
     preflight(str(resolved.model.name), None if pretrained is None else str(pretrained))
 

@@ -170,6 +170,23 @@ def split_sha256(name: str, data_root: str | Path, options: Mapping[str, Any] | 
     return file_sha256(paths[0]) if len(paths) == 1 and paths[0].is_file() else files_sha256(paths)
 
 
+def quick_check(name: str, data_root: str | Path, options: Mapping[str, Any] | None = None) -> None:
+    """The checks of :func:`load_dataset` that need no listing (the folder, a folder dataset's path, a generated
+    split's file), so that a run can report them before it imports and builds anything heavy."""
+    if name in CUSTOM:
+        folder.tree_of(_option(options, "path"))
+        return
+    if name not in DATASETS:
+        return
+    dataset_dir = Path(data_root).expanduser() / get_dataset_info(name).folder
+    if not dataset_dir.is_dir():
+        load_dataset(name, data_root, options)  # raises its one-sentence error
+    if str(_option(options, "split", "paper")) == "generated":
+        (path,) = split_file_of(name, data_root, options)
+        if not path.is_file():
+            load_dataset(name, data_root, options)
+
+
 def load_dataset(name: str, data_root: str | Path, options: Mapping[str, Any] | None = None) -> DatasetSplits:
     """Read dataset ``name`` from ``data_root / <its folder>`` (a mini dataset is generated there on
     first use by its own reader). ``options`` is the ``dataset`` config node (split choice; ``folder``'s path,
