@@ -350,6 +350,13 @@ def test_variant_classnames_copied_from_imagenet(served: Server, tmp_path: Path,
     assert [o.status for o in outcomes] == ["fetched", "copied"]
     expect_tree_sizes(monkeypatch, "imagenet_a")
     assert check_dataset(get_dataset_info("imagenet_a"), data)[0]
+    # ImageNet-Sketch's zip holds sketch/<wnid>/, which becomes images/<wnid>/
+    build_tree("imagenet_sketch", tmp_path / "reference")
+    sketch = tmp_path / "reference" / "imagenet-sketch"
+    _pack(served.root / "imagenet-sketch" / "ImageNet-Sketch.zip", _under(sketch, "images", "sketch/"))
+    download_dataset(local_manifest("imagenet_sketch", served), data, out=lambda s: None)
+    expect_tree_sizes(monkeypatch, "imagenet_sketch")
+    assert check_dataset(get_dataset_info("imagenet_sketch"), data)[0]
 
 
 # ---- the manifest itself ---------------------------------------------------------------------------------------

@@ -356,9 +356,10 @@ MANIFESTS: dict[str, DatasetManifest] = {
             files=(
                 Remote(
                     "ImageNet-Sketch.zip",
-                    None,
-                    get_it="the ImageNet-Sketch page "
-                    "(github.com/HaohanWang/ImageNet-Sketch: Google Drive or Kaggle)",
+                    # the authors' copy on the Hugging Face hub (also on Google Drive, id 1Mj0i5HBthqH1p_yeXzsg22gZduvgoNeA)
+                    "https://huggingface.co/datasets/songweig/imagenet_sketch/resolve/main/data/ImageNet-Sketch.zip",
+                    get_it="the ImageNet-Sketch page (github.com/HaohanWang/ImageNet-Sketch: Google Drive "
+                    f"{_drive('1Mj0i5HBthqH1p_yeXzsg22gZduvgoNeA')} or Kaggle)",
                     members=(("sketch/", "images/"),),
                 ),
                 _IMAGENET_CLASSNAMES,
