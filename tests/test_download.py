@@ -260,7 +260,7 @@ def test_concurrent_download_of_the_same_file(served: Server, tmp_path: Path, mo
     """A second download while the first holds the file's lock stops at once with one sentence; the first one
     (another process) finishes normally."""
     build_upstream("ucf101", served.root, tmp_path / "reference")
-    served.delay["/ucf101/UCF-101-midframes.zip"] = 0.05
+    served.delay["/ucf101/UCF-101-midframes.zip"] = 0.3  # a few seconds in which the lock is held
     data = tmp_path / "data"
     first = subprocess.Popen(
         [sys.executable, "-m", "prograd_pl", "data", "download", "ucf101", "--mirror", served.url,
