@@ -54,7 +54,8 @@ SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 STEP_MODEL, STEP_CLASSES = ("prograd-tiny", 10) if SMOKE else ("RN50-quickgelu", 100)
 TEXT_MODEL, TEXT_CLASSES, TEXT_SLICE = ("prograd-tiny", 200, 20) if SMOKE else ("ViT-B-16-quickgelu", 1000, 100)
 BATCH = 4 if SMOKE else 32
-JOBS = ("step-plain", "step-ours", "text-plain", "text-ours")
+JOBS = ("step-plain", "step-ours", "text-plain", "text-ours", "ops-count")
+OPS_MODEL, OPS_CLASSES, OPS_BATCH = ("prograd-tiny", (10, 100), 2) if SMOKE else ("RN50-quickgelu", (100, 1000), 2)
 
 
 
@@ -79,6 +80,7 @@ def job_step(variant: str, reps: int, out: Path, compile_image: bool) -> dict:
     rss_before = rss_mb()
     ctx0 = ctx.detach().clone()
     grad0, cos0 = step()  # warm-up, also the equivalence check
+    grad0, cos0 = grad0.clone(), float(cos0)
     ctx1 = ctx.detach().clone()
     times, cpu_times, coop_times, coop_cpu = [], [], [], []
     if variant == "ours":
@@ -216,9 +218,53 @@ def job_text(variant: str, reps: int, out: Path) -> dict:
     return res
 
 
+def job_ops(out: Path) -> dict:
+    """The GPU-cost proxies, counted on this CPU (op_count.py): kernel ops and host syncs of one ProGrad step on
+    the path a CUDA device runs (the twin backward, forced here), ours at two class counts and the reference;
+    the CPU default path (sequential backward) too; graph breaks of the step's forward part; casts in bf16."""
+    import torch
+    from op_count import count_ops, graph_breaks
+
+    res: dict = {"model": OPS_MODEL, "batch": OPS_BATCH, "classes": list(OPS_CLASSES)}
+    for n in OPS_CLASSES:
+        case = build_case(OPS_MODEL, n, OPS_BATCH)
+        for path in ("twin", "sequential"):
+            step = our_step(case, "prograd", backward=path)
+            step()  # warm-up: the prepared image pass, the teacher's class features
+            c = count_ops(step)
+            res[f"ours-{path}-{n}"] = {"ops": c.ops, "syncs": c.syncs, "sync_ops": dict(c.sync_ops)}
+        if n == OPS_CLASSES[0]:
+            module = step.module
+            twins = case.learner.ctx.detach().unsqueeze(0).repeat(2, 1, 1).requires_grad_(True)
+            img = module.image_features(case.images)
+            teacher = module._teacher()
+            res["graphs"], res["graph_breaks"] = graph_breaks(
+                module.forward_part, twins, img, case.labels, teacher
+            )
+            # last: the bf16 module casts this case's shared text tower, the reference switches its fast image pass off
+            bf16 = our_step(case, "prograd", precision="bf16", backward="twin")
+            bf16()
+            res["bf16_casts"] = count_ops(bf16).casts
+            res["bf16_graphs"], res["bf16_graph_breaks"] = graph_breaks(
+                bf16.module.forward_part, twins, img, case.labels, teacher
+            )
+            plain, _ = plain_step(case)
+            plain()
+            c = count_ops(plain)
+            res["plain"] = {"ops": c.ops, "syncs": c.syncs}
+        del case
+    torch.save({}, out.with_suffix(".pt"))
+    return res
+
+
 def run_job(job: str, reps: int, out: Path, compile_image: bool) -> None:
     kind, variant = job.split("-")
-    res = job_step(variant, reps, out, compile_image) if kind == "step" else job_text(variant, reps, out)
+    if kind == "ops":
+        res = job_ops(out)
+    elif kind == "step":
+        res = job_step(variant, reps, out, compile_image)
+    else:
+        res = job_text(variant, reps, out)
     out.write_text(json.dumps(res))
 
 
@@ -379,6 +425,30 @@ def main() -> None:
         f"{tp['text_activation_bytes'] * k / to['text_activation_bytes']:.2f}x"
     )
     print(f"prograd/coop step: {pair_ratio:.3f}x")
+    ops = res["ops-count"]
+    small, large = ops["classes"]
+    print(
+        f"\n== GPU-cost proxies, counted on this CPU: {ops['model']}, random weights, batch {ops['batch']}, after one"
+        " warm-up step; the path a CUDA device runs (twin backward, forced here) =="
+    )
+    seq_s, seq_l = ops[f"ours-sequential-{small}"], ops[f"ours-sequential-{large}"]
+    print(
+        f"  CPU default path (sequential backward): {seq_s['ops']} ops at {small} classes, {seq_l['ops']} at "
+        f"{large}; syncs {seq_s['syncs']} / {seq_l['syncs']}"
+    )
+    print(
+        f"  reference: {ops['plain']['syncs']} host syncs; graphs of the forward part: {ops['graphs']} (bf16: "
+        f"{ops['bf16_graphs']} graphs, {ops['bf16_graph_breaks']} breaks)"
+    )
+    twin_s, twin_l = ops[f"ours-twin-{small}"], ops[f"ours-twin-{large}"]
+    print(
+        f"kernel ops per ProGrad step ({small} classes): ours {twin_s['ops']} / reference {ops['plain']['ops']} = "
+        f"{twin_s['ops'] / ops['plain']['ops']:.2f}x"
+    )
+    print(f"kernel ops per ProGrad step ({large} classes): ours {twin_l['ops']}")
+    print(f"host syncs per ProGrad step: {max(twin_s['syncs'], twin_l['syncs'])}")
+    print(f"graph breaks (torch.compile fullgraph): {ops['graph_breaks']}")
+    print(f"bf16 cast ops per step: {ops['bf16_casts']}")
     print(f"speedup 1000 classes: {plain_s / to['median']:.2f}x")
     print(f"memory ratio 1000 classes: {plain_mb / max(to['peak_delta_mb'], 1.0):.2f}x")
     print(

@@ -167,7 +167,7 @@ def build_case(
 def plain_step(case: Case, precision: str = "fp32") -> tuple[Callable[[], tuple[torch.Tensor, float]], dict]:
     """The reference-style step (see the module docstring); returns the step and its timing breakdown dict."""
     from prograd_pl.methods.losses import distillation_loss
-    from prograd_pl.methods.projection import conflict_cosine, project_conflicting
+    from prograd_pl.methods.projection import conflict_cosine
     from prograd_pl.models.backbone import configure_image_pass, text_tower
     from prograd_pl.models.prompt_learner import classname_text
     from prograd_pl.models.text_encoder import PromptTextEncoder
@@ -211,10 +211,14 @@ def plain_step(case: Case, precision: str = "fp32") -> tuple[Callable[[], tuple[
         opt.zero_grad(set_to_none=True)
         ce.backward()
         g_task = ctx.grad
-        cos = conflict_cosine(g_task, g_general)
-        grad = project_conflicting(g_task, g_general, LAM)
+        # the official code: the cosine read on the host, then an if
+        cos = float(conflict_cosine(g_task, g_general))
+        grad = g_task
+        if cos < 0:
+            d, g = g_task.flatten(), g_general.flatten()
+            grad = (d - LAM * torch.dot(d, g) / torch.dot(g, g) * g).view_as(g_task)
         ctx.grad = grad
-        applied = grad.detach().clone()
+        applied = grad.detach()
         opt.step()
         opt.zero_grad(set_to_none=True)
         tick("losses, 2 backward, projection, SGD", t0)
@@ -224,9 +228,11 @@ def plain_step(case: Case, precision: str = "fp32") -> tuple[Callable[[], tuple[
 
 
 def our_step(
-    case: Case, method: str = "prograd", precision: str = "fp32"
-) -> Callable[[], tuple[torch.Tensor, float]]:
-    """``PromptTuningModule.compute_update`` + SGD for ``method`` (prograd or coop)."""
+    case: Case, method: str = "prograd", precision: str = "fp32", backward: str = "auto"
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """``PromptTuningModule.compute_update`` + SGD for ``method`` (prograd or coop); the step returns the applied
+    gradient and the cosine of the two gradients (a device tensor, NaN for coop: the step itself reads nothing
+    back).  ``backward='twin'`` forces the GPU path on the CPU."""
     from prograd_pl.methods.module import PromptTuningModule
 
     mixed = torch.bfloat16 if precision == "bf16" else None
@@ -239,19 +245,22 @@ def our_step(
         encoding="auto",
         mixed_dtype=mixed,
     ).to(case.device)
+    module.backward = backward
     module.train()
     if method != "coop":
         module._teacher()  # teacher class features once at build time (cached by class names and template)
     ctx = case.learner.ctx
     opt = torch.optim.SGD([ctx], lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
 
-    def step() -> tuple[torch.Tensor, float]:
+    nan = torch.full((), float("nan"))
+
+    def step() -> tuple[torch.Tensor, torch.Tensor]:
         grad, logs = module.compute_update(case.images, case.labels)
         ctx.grad = grad.to(ctx.dtype)
-        applied = grad.detach().clone()
+        applied = grad.detach()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return applied, float(logs.get("grad_cos", float("nan")))
+        return applied, logs.get("grad_cos", nan)
 
     step.module = module  # type: ignore[attr-defined]
     return step

@@ -86,7 +86,7 @@ def _gloo_worker(rank, world, port, tmp, state_path, build, images, labels):
     sl = slice(rank * half, (rank + 1) * half)
     grad, logs = module.compute_update(images[sl], labels[sl])
     if rank == 0:
-        torch.save({"grad": grad, "cos": logs["grad_cos"]}, os.path.join(tmp, "ddp.pt"))
+        torch.save({"grad": grad, "cos": float(logs["grad_cos"])}, os.path.join(tmp, "ddp.pt"))
     torch.distributed.destroy_process_group()
 
 

@@ -29,6 +29,8 @@ CASES = [
     (["method.prompt.init=zeros"], "method.prompt.init='zeros'"),
     (["method.prompt.csc=maybe"], "method.prompt.csc must be true or false"),
     (["method.encoding=fast"], "method.encoding='fast'"),
+    (["compile=fast"], "compile='fast' is not one of none, default, reduce-overhead"),
+    (["tf32=maybe"], "tf32='maybe' must be true, false or null"),
     (["method.lam=abc"], "method.lam must be a finite number"),
     (["method.lam=-1"], "method.lam must be a finite number >= 0.0 and <= 1.0"),
     (["method.lam=2"], "method.lam must be a finite number >= 0.0 and <= 1.0"),

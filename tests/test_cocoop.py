@@ -23,6 +23,7 @@ LR, MOM, WD = 0.1, 0.9, 5e-4
 
 
 def learner(backbone, names=NAMES, seed=0) -> ConditionalPromptLearner:
+    torch.manual_seed(seed)  # the meta-net's nn.Linear init draws from the global RNG: not from earlier tests
     pl = ConditionalPromptLearner(backbone, names, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():  # a non-degenerate context and meta-net output
         pl.ctx.add_(torch.randn(pl.ctx.shape, generator=torch.Generator().manual_seed(seed + 1)) * 0.3)
@@ -86,7 +87,8 @@ def test_per_image_shared_prefix_equals_plain_forward_and_gradients(tiny_backbon
         assert (out - ref).abs().max() <= 1e-5, mode
         (out * w).sum().backward()
         for p, g in zip(pl.learned_parameters(), ref_grads):
-            assert (p.grad - g).abs().max() <= 1e-5, mode
+            # 1e-5 relative to the gradient's scale (the meta-net's bias gradient sums over images: ~5)
+            assert (p.grad - g).abs().max() <= 1e-5 * max(1.0, float(g.abs().max())), mode
     assert pl.resolve_encoding("auto") == "shared_prefix"
 
 

@@ -156,6 +156,16 @@ def test_zeroshot_ignores_shots_and_epochs():
     assert a == b and a["shots"] == 0 and a["trainer"]["max_epochs"] == 0
 
 
+def test_tf32_and_compile_identify_a_run_only_away_from_their_defaults():
+    plain = identity(compose(BASE))
+    assert "tf32" not in plain and "compile" not in plain  # the folders of runs made before the keys existed
+    assert identity(compose([*BASE, "tf32=null", "compile=none"])) == plain
+    assert differences(plain, identity(compose([*BASE, "tf32=false"]))) == {"tf32": (None, False)}
+    assert differences(plain, identity(compose([*BASE, "compile=reduce-overhead"]))) == {
+        "compile": (None, "reduce-overhead")
+    }
+
+
 def test_differences_name_what_differs():
     a = identity(compose(BASE))
     b = identity(compose([*BASE, "method.optim.lr=0.01", "trainer.max_epochs=30"]))
@@ -247,3 +257,17 @@ def test_wheel_carries_the_configs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = OmegaConf.create(proc.stdout)
     assert printed.model.name == "RN50-quickgelu" and printed.trainer.max_epochs == 100
+
+
+def test_math_modes_are_set_by_every_run_from_its_config():
+    import torch
+
+    from prograd_pl.app.devices import set_math_modes
+
+    set_math_modes(compose([*BASE, "trainer=gpu"]))  # setting flags needs no GPU
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 and torch.backends.cudnn.benchmark
+    set_math_modes(compose([*BASE, "trainer=gpu", "tf32=false"]))
+    assert not torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.benchmark
+    set_math_modes(compose(BASE))  # a CPU run after a GPU run in the same process: nothing carried over
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert not torch.backends.cudnn.benchmark

@@ -83,6 +83,26 @@ def test_context_gradients_equal_one_grad_call_per_loss(tiny_backbone, method, b
             assert (ref[0] - ref[1]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("scale", [1.0, 2.0**10])
+def test_twin_gradients_equal_one_grad_call_per_loss(tiny_backbone, scale):
+    """Two copies of the context through one forward and one backward (the GPU path) give each loss's gradient."""
+    from prograd_pl.methods.gradients import twin_context_gradients, twin_losses
+
+    pl, img, teacher, labels = _setup(tiny_backbone, seed=2)
+    ref = _plain_gradients(pl, img, teacher, labels, "prograd", encoding="plain")
+
+    def losses(contexts):
+        return twin_losses(F.normalize(pl("auto", ctx=contexts), dim=-1), img, labels, 30.0, teacher, 2.0)
+
+    ours, head = twin_context_gradients(losses, pl.ctx, scale)
+    for a, b in zip(ours, ref):
+        assert b.abs().max() > 1e-4
+        assert (a - b).abs().max() <= 1e-5 * max(1.0, float(b.abs().max()))
+    assert (ref[0] - ref[1]).abs().max() > 1e-3  # a swapped pair would fail
+    plain_head = head_losses(F.normalize(pl("plain"), dim=-1), img, labels, 30.0, teacher, 2.0)
+    assert abs(float(head.ce - plain_head.ce)) <= 1e-5 and abs(float(head.kl - plain_head.kl)) <= 1e-5
+
+
 def test_loss_scale_is_undone(tiny_backbone):
     pl, img, teacher, labels = _setup(tiny_backbone, seed=1)
     head = head_losses(F.normalize(pl("auto"), dim=-1), img, labels, 30.0, teacher)

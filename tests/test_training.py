@@ -46,13 +46,14 @@ def plain_step(backbone, ctx0, images, labels, lam=LAM, method="prograd"):
     return ctx0 - LR * (grad + WD * ctx0), conflict
 
 
-def our_step(backbone, ctx0, images, labels, method="prograd", encoding="auto", precision=None):
+def our_step(backbone, ctx0, images, labels, method="prograd", encoding="auto", precision=None, backward="auto"):
     pl = PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
     pl.ctx.data.copy_(ctx0)
     module = PromptTuningModule(
         backbone, pl, method=method, template=TEMPLATE, lam=LAM, lr=LR, momentum=MOM, weight_decay=WD,
         max_epochs=1, warmup_epochs=0, encoding=encoding, mixed_dtype=precision,
     )  # fmt: skip
+    module.backward = backward
     fit_one_step(module, images, labels)
     return pl.ctx.detach().clone(), module
 
@@ -61,8 +62,9 @@ def initial_ctx(backbone):
     return PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE).ctx.detach().clone()
 
 
+@pytest.mark.parametrize("backward", ["sequential", "twin"])
 @pytest.mark.parametrize("want_conflict", [True, False])
-def test_prograd_step_equals_plain_step(tiny_backbone, want_conflict):
+def test_prograd_step_equals_plain_step(tiny_backbone, want_conflict, backward):
     images = random_images(tiny_backbone, 8, seed=0)
     ctx0 = initial_ctx(tiny_backbone)
     # find a labelling whose two gradients conflict (or align), decided by the hand-written reference
@@ -72,7 +74,8 @@ def test_prograd_step_equals_plain_step(tiny_backbone, want_conflict):
         if conflict == want_conflict:
             break
     assert conflict == want_conflict
-    ours, module = our_step(tiny_backbone, ctx0, images, labels)
+    ours, module = our_step(tiny_backbone, ctx0, images, labels, backward=backward)
+    assert module.resolve_backward() == backward  # the GPU path (twin) runs on the CPU here too
     assert module.conflicts == int(conflict)
     assert (ref - ctx0).abs().max() > 1e-3  # a real update happened
     assert (ours - ref).abs().max() <= 1e-5
@@ -135,5 +138,15 @@ def test_two_gloo_processes_equal_one_process_on_concatenated_batch(tiny_backbon
     got = gloo_compute_update(tiny_backbone, prograd_module, images, labels, tmp_path)
 
     full, logs = prograd_module(tiny_backbone).compute_update(images, labels)
-    assert got["cos"] == pytest.approx(logs["grad_cos"], abs=1e-5)
+    assert got["cos"] == pytest.approx(float(logs["grad_cos"]), abs=1e-5)
     assert (got["grad"] - full).abs().max() <= 1e-6 + 1e-5 * full.abs().max()
+
+
+def test_non_finite_loss_is_recorded_on_the_device_and_raised_at_the_next_read(tiny_backbone):
+    from prograd_pl.errors import NonFiniteLossError
+
+    images = random_images(tiny_backbone, 8, seed=5)
+    images[3] = float("nan")  # one poisoned image: every loss of the batch is NaN
+    labels = torch.arange(8) % len(NAMES)
+    with pytest.raises(NonFiniteLossError, match=r"the cross-entropy loss is nan at step 0; expected a finite value"):
+        our_step(tiny_backbone, initial_ctx(tiny_backbone), images, labels)

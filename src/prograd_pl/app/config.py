@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from prograd_pl import paper
 from prograd_pl.errors import ConfigError, UserError
+from prograd_pl.methods import COMPILE_MODES
 
 CONFIG_MODULE = "prograd_pl.conf"
 """Where Hydra finds the configs: ``conf/`` of the repository, mapped into the package (also inside the wheel)."""
@@ -177,6 +178,9 @@ def check(cfg: DictConfig) -> None:
     _check_int(cfg, "data.num_workers", 0)
     if cfg.threads is not None:
         _check_int(cfg, "threads", 1)
+    if cfg.get("tf32") is not None and not isinstance(cfg.tf32, bool):
+        raise ConfigError(f"tf32={cfg.tf32!r} must be true, false or null (null: on for GPU runs).")
+    _check_choice(cfg, "compile", COMPILE_MODES)
     m = cfg.method
     rule = m.get("rule", "none")
     if "rule" in m:

@@ -152,3 +152,16 @@ def single_process_evaluation(trainer: L.Trainer, cfg: DictConfig, loggers: Sequ
         precision="32-true", logger=list(loggers) or False, callbacks=callbacks,
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks), plugins=[LightningEnvironment()],
     )  # fmt: skip
+
+
+def set_math_modes(cfg: DictConfig) -> None:
+    """TF32 and cuDNN's autotuner, set explicitly for every run (never left as an earlier run in the process set
+    them): ``tf32`` null means on for GPU runs (TF32 matmuls and convolutions, ~8x the fp32 tensor-core rate),
+    false full fp32; ``cudnn.benchmark`` is on for GPU runs (the step's shapes are static)."""
+    import torch
+
+    on_gpu = str(cfg.trainer.get("accelerator")) in ("gpu", "cuda")
+    tf32 = on_gpu if cfg.get("tf32") is None else bool(cfg.tf32)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = on_gpu

@@ -40,6 +40,10 @@ NEUTRAL_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 """Dotted keys of the resolved config that cannot change what a run computes."""
 
+DEFAULT_ONLY_KEYS: dict[str, Any] = {"tf32": None, "compile": "none"}
+"""Keys that identify a run only when set away from their default (the runs before the keys existed ran with the
+default and keep their folders): TF32 and a compiled step change the float arithmetic on a GPU."""
+
 IDENTITY_FILE = IDENTITY_NAME
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _REFERENCE = re.compile(r"\$\{([A-Za-z0-9_][A-Za-z0-9_.]*)\}")
@@ -122,6 +126,9 @@ def identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         tree = copy.deepcopy(dict(cfg))
     for key in NEUTRAL_KEYS:
         _drop(tree, key)
+    for key, default in DEFAULT_ONLY_KEYS.items():
+        if tree.get(key, default) == default:
+            tree.pop(key, None)
     for key, target in refs:  # a repeated value stays once, where it is referenced from
         if _has(tree, target):
             _drop(tree, key)

@@ -143,6 +143,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    devices.set_math_modes(cfg)
     L.seed_everything(seed, workers=True, verbose=False)
     from prograd_pl.models.backbone import load_backbone
 
@@ -158,6 +159,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("training of %s finished before; evaluating its saved context", out)
         learner = learner_from_checkpoint(trained_before, backbone, train_splits.classnames, template)
     module = components.build_method(cfg, backbone, train_splits.classnames, seed, prompt=learner)
+    if cfg.get("compile", "none") != "none" and hasattr(module, "set_compile"):  # the probe has no step
+        module.set_compile(str(cfg.compile))
 
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / IDENTITY_FILE, "w") as fh:

@@ -1,24 +1,32 @@
-"""Gradients of the methods' losses with respect to the prompt context, all from one text-tower forward pass.
+"""Gradients of the methods' losses with respect to the prompt context.
 
 Every loss depends on the context only through the class text features ``t`` (``[n_cls, dim]``), so each
-gradient is a vector-Jacobian product ``J^T (dL/dt)`` of the same text tower.  The cotangents ``dL/dt`` come from
-the small head (logits, cross-entropy, distillation) evaluated on a detached copy of ``t``; only then does the
-expensive part run: the cotangents are pushed through the tower together, either in one batched backward
-(``torch.autograd.grad(..., is_grads_batched=True)``) or one backward call each on the retained graph.  Both give
-the gradients of the plain "one ``autograd.grad`` per loss" computation up to float summation order.
+gradient is a vector-Jacobian product ``J^T (dL/dt)`` of the same text tower.  Three ways to take two of them:
+
+* ``sequential``: one forward; the cotangents ``dL/dt`` come from the small head (logits, cross-entropy,
+  distillation) evaluated on a detached copy of ``t``, then one backward call per loss on the retained graph.
+  The fewest FLOPs: the CPU's way.
+* ``twin``: two copies of the context run as a batch of two prefixes through one forward, the general loss
+  on the first copy's features and the task loss on the second's, and one backward of their sum returns both
+  gradients separately (:func:`twin_context_gradients`).  One forward and one backward worth of kernels (twice
+  the rows): a GPU step of this size is bound by kernel launches, not FLOPs.
+* ``batched``: one backward vmapped over the cotangents (``is_grads_batched``); autograd's legacy vmap falls
+  back to a loop for several ops, so it is kept only as an option.
+
+All give the gradients of the plain "one ``autograd.grad`` per loss" computation up to float summation order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from prograd_pl.methods.losses import distillation_loss
 
-BACKWARDS = ("auto", "batched", "sequential")
+BACKWARDS = ("auto", "twin", "batched", "sequential")
 
 
 @dataclass
@@ -56,7 +64,6 @@ def head_losses(
     return HeadLosses(text=text, leaf=leaf, logits=logits, ce=ce, kl=kl)
 
 
-
 def parameter_gradients(
     text: torch.Tensor,
     leaf: torch.Tensor,
@@ -69,17 +76,17 @@ def parameter_gradients(
 
     Several learned tensors (CoCoOp's context and meta-net) or one (:func:`context_gradients`): cotangents at the
     text features first, then one backward through the text tower per loss on the retained graph
-    (``sequential``), or one vmapped backward for all (``batched``; ``auto`` picks it on accelerators).  ``scale``
-    is the fp16 loss scale, divided out of the results.
+    (``sequential``, what ``auto`` means here), or one vmapped backward for all (``batched``).  ``scale`` is the
+    fp16 loss scale, divided out of the results.
     """
-    if backward not in BACKWARDS:
+    if backward not in BACKWARDS or backward == "twin":
         raise ValueError(f"backward='{backward}' is not one of {', '.join(BACKWARDS)}.")
     cotangents = [
         torch.autograd.grad(loss * scale, leaf, retain_graph=i < len(losses) - 1)[0].to(text.dtype)
         for i, loss in enumerate(losses)
     ]
     if backward == "auto":
-        backward = "sequential" if text.device.type == "cpu" else "batched"
+        backward = "sequential"
     if len(cotangents) > 1 and backward == "batched":
         stacked = torch.autograd.grad(text, params, torch.stack(cotangents), is_grads_batched=True)
         out = [[g[i] for g in stacked] for i in range(len(cotangents))]
@@ -102,7 +109,46 @@ def context_gradients(
     """``d loss / d ctx`` for each of ``losses`` (built from ``head.leaf``), one text-tower backward for all.
 
     ``scale`` multiplies the cotangents before the tower's backward and divides the results (fp16 loss
-    scaling).  ``backward``: ``batched`` (one vmapped backward), ``sequential`` (one backward call per loss on
-    the retained graph) or ``auto`` (batched on accelerators, sequential on the CPU, where it is as fast).
+    scaling).  ``backward``: ``sequential`` (one backward call per loss on the retained graph; ``auto``) or
+    ``batched`` (one vmapped backward).
     """
     return [grads[0] for grads in parameter_gradients(head.text, head.leaf, losses, [ctx], scale, backward)]
+
+
+def twin_losses(
+    text: torch.Tensor,
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    teacher: torch.Tensor,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distillation loss on the first copy's class features ``text[0]`` and the cross-entropy (and its
+    logits) on the second's ``text[1]``: ``(kl, ce, logits)``; see :func:`twin_context_gradients`."""
+    with torch.no_grad():
+        teacher_logits = logit_scale * image @ teacher.t()
+    kl = distillation_loss(logit_scale * image @ text[0].t(), teacher_logits, temperature)
+    logits = logit_scale * image @ text[1].t()
+    return kl, F.cross_entropy(logits, labels), logits
+
+
+def twin_context_gradients(
+    losses: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    ctx: torch.Tensor,
+    scale: float = 1.0,
+) -> tuple[list[torch.Tensor], HeadLosses]:
+    """``[d kl / d ctx, d ce / d ctx]`` from one forward and one backward over two copies of the context.
+
+    ``losses`` maps contexts ``[2, *ctx.shape]`` to ``(kl, ce, logits)``, the distillation loss taken on the
+    first copy's features and the cross-entropy on the second's (:func:`twin_losses`); each copy's gradient in
+    the backward of their sum is its own loss's (the copies share nothing but their values).  ``scale``
+    multiplies the losses before the backward and divides the gradients (fp16 loss scaling).  Returns the two
+    gradients and the head (logits and losses of the task copy).
+    """
+    twins = ctx.detach().unsqueeze(0).repeat(2, *([1] * ctx.dim())).requires_grad_(True)
+    kl, ce, logits = losses(twins)
+    total = kl + ce
+    (grads,) = torch.autograd.grad(total * scale if scale != 1.0 else total, twins)
+    if scale != 1.0:
+        grads = grads / scale
+    return [grads[0], grads[1]], HeadLosses(text=logits, leaf=logits, logits=logits, ce=ce, kl=kl)

@@ -21,11 +21,51 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 def check_finite(name: str, loss: torch.Tensor, step: int) -> None:
+    """Raise :class:`NonFiniteLossError` now if ``loss`` is not finite (reads the value: a host sync)."""
     if not torch.isfinite(loss).all():
-        raise NonFiniteLossError(
-            f"the {name} loss is {loss.item()} at step {step}; expected a finite value (lower the learning rate, "
-            "use trainer.precision=32, or check the inputs)."
-        )
+        raise NonFiniteLossError(_nonfinite_message(name, float(loss), step))
+
+
+def _nonfinite_message(name: str, value: float, step: int) -> str:
+    return (
+        f"the {name} loss is {value} at step {step}; expected a finite value (lower the learning rate, "
+        "use trainer.precision=32, or check the inputs)."
+    )
+
+
+class FiniteWatch:
+    """The first non-finite loss of a run, recorded on the device at every step and read only when asked.
+
+    :meth:`update` adds a few device ops and no host read (a GPU step never waits for it); :meth:`check`, called
+    at logging intervals, before a checkpoint is written and at the end of an epoch, reads the record once and
+    raises :class:`NonFiniteLossError` naming the loss, its value and the step where it first happened.
+    """
+
+    def __init__(self) -> None:
+        self.record: torch.Tensor | None = None  # [step, loss index, value]; step -1 while every loss was finite
+        self.names: list[str] = []
+
+    def update(self, step: int, losses: dict[str, torch.Tensor | None]) -> None:
+        named = {k: v for k, v in losses.items() if v is not None}
+        values = torch.stack([v.detach().float().reshape(()) for v in named.values()])
+        if self.record is None or self.record.device != values.device:
+            self.record = torch.full((3,), -1.0, device=values.device)
+        self.names = list(named)
+        bad = ~torch.isfinite(values)
+        index = bad.to(torch.uint8).argmax(0, keepdim=True)  # the first bad loss (a tensor index: no host read)
+        step_t = torch.full((1,), float(step), device=values.device)
+        first = torch.cat([step_t, index.float(), values.gather(0, index)])
+        self.record = torch.where(bad.any() & (self.record[0] < 0), first, self.record)
+
+    def check(self) -> None:
+        if self.record is None:
+            return
+        step, index, value = self.record.tolist()
+        if step >= 0:
+            raise NonFiniteLossError(_nonfinite_message(self.names[int(index)], value, int(step)))
+
+    def reset(self) -> None:
+        self.record = None
 
 
 def knowledge_guided_loss(text_features: torch.Tensor, handcrafted_features: torch.Tensor) -> torch.Tensor:

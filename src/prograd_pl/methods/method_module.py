@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from prograd_pl.methods.gradients import parameter_gradients
-from prograd_pl.methods.losses import check_finite, distillation_loss, knowledge_guided_loss
+from prograd_pl.methods.losses import distillation_loss, knowledge_guided_loss
 from prograd_pl.methods.module import METHODS, MethodError, PromptTuningModule
 from prograd_pl.methods.projection import SCOPES, conflict_cosine, project_parameters
 from prograd_pl.models.backbone import Backbone
@@ -67,6 +67,9 @@ class MethodModule(PromptTuningModule):
             )
         self.rule, self.rule_scope, self.kg_weight = rule, rule_scope, float(kg_weight)
 
+    def needs_teacher(self) -> bool:
+        return super().needs_teacher() or self.rule == "prograd" or self.method == "kgcoop"
+
     # ---- forward pieces ------------------------------------------------------------------------------------
     def student_logits(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[B, n_cls]`` and the normalised class text features (``[B, n_cls, D]`` for CoCoOp)."""
@@ -105,12 +108,11 @@ class MethodModule(PromptTuningModule):
         leaf = text.detach().requires_grad_(True)
         logits = self._head_logits(img, leaf)
         ce = F.cross_entropy(logits, labels)
-        check_finite("cross-entropy", ce, self.global_step)
         logs: dict[str, Any] = {"loss_ce": ce.detach()}
         task = ce
+        kg = None
         if self.method == "kgcoop":
             kg = knowledge_guided_loss(leaf, self._teacher())
-            check_finite("knowledge-guided", kg, self.global_step)
             logs["loss_kg"] = kg.detach()
             task = ce + self.kg_weight * kg
         kl = None
@@ -118,20 +120,21 @@ class MethodModule(PromptTuningModule):
             with torch.no_grad():
                 teacher_logits = self.logit_scale * img @ self._teacher().t()
             kl = distillation_loss(logits, teacher_logits, self.temperature)
-            check_finite("distillation", kl, self.global_step)
             logs["loss_kl"] = kl.detach()
+        self.watch.update(self.global_step, {"cross-entropy": ce, "knowledge-guided": kg, "distillation": kl})
         losses = [task] if kl is None else [kl, task]
         per_loss = parameter_gradients(text, leaf, losses, params, self.loss_scale)
         if kl is None:
             grads = self._reduce_all(per_loss[0])
         else:
             g_general, g_task = self._reduce_all(per_loss[0]), self._reduce_all(per_loss[1])
-            grads, cosines = project_parameters(g_task, g_general, self.lam, self.rule_scope)
+            grads, flags = project_parameters(g_task, g_general, self.lam, self.rule_scope)
             flat_d = torch.cat([g.flatten() for g in g_task])
             flat_g = torch.cat([g.flatten() for g in g_general])
             logs["grad_cos"] = conflict_cosine(flat_d, flat_g)
-            logs["conflict"] = float(any(c < 0 for c in cosines))
-            logs["conflict_tensors"] = sum(c < 0 for c in cosines)
+            conflicts = torch.stack(flags)
+            logs["conflict"] = conflicts.any()
+            logs["conflict_tensors"] = conflicts.sum()
         logs["logits"] = logits.detach()
         self._extra_logs = {k: logs[k] for k in ("loss_kg", "conflict_tensors") if k in logs}
         return grads, logs
@@ -154,7 +157,7 @@ class MethodModule(PromptTuningModule):
         bs = batch[1].shape[0]
         for key in ("loss_kg", "conflict_tensors"):
             if key in self._extra_logs:
-                self.log(f"train/{key}", float(self._extra_logs[key]), batch_size=bs)
+                self.log(f"train/{key}", self._extra_logs[key].float(), batch_size=bs)
 
     # ---- evaluation ----------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:

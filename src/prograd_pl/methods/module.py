@@ -12,10 +12,17 @@ import torch.nn.functional as F
 import torchmetrics
 
 from prograd_pl.errors import MethodError
-from prograd_pl.methods.gradients import context_gradients, head_losses
-from prograd_pl.methods.losses import check_finite
-from prograd_pl.methods.projection import conflict_cosine, project_conflicting
-from prograd_pl.models.backbone import Backbone
+from prograd_pl.methods import COMPILE_MODES
+from prograd_pl.methods.gradients import (
+    BACKWARDS,
+    context_gradients,
+    head_losses,
+    twin_context_gradients,
+    twin_losses,
+)
+from prograd_pl.methods.losses import FiniteWatch
+from prograd_pl.methods.projection import conflict_cosine, project_and_flag
+from prograd_pl.models.backbone import Backbone, FrozenImagePass
 from prograd_pl.models.prompt_learner import PromptLearner
 from prograd_pl.models.zeroshot import zeroshot_text_features
 
@@ -89,6 +96,12 @@ class PromptTuningModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.mixed_dtype = mixed_dtype
         self.loss_scale = 2.0**14 if mixed_dtype == torch.float16 else 1.0
+        if prompt_learner is not None:  # the frozen text tower runs as a copy cast once (not autocast per call)
+            prompt_learner.encoder.compute_dtype = mixed_dtype
+        # how ProGrad's two gradients are taken (methods/gradients.py): auto = twin on accelerators, else sequential
+        self.backward = "auto"
+        self.set_compile("none")
+        self.watch = FiniteWatch()
         self.automatic_optimization = False
         self.register_buffer("logit_scale", backbone.model.logit_scale.detach().exp().float().clone(), persistent=False)
         self.teacher_key: tuple | None = None
@@ -96,7 +109,8 @@ class PromptTuningModule(L.LightningModule):
         self._eval_text: torch.Tensor | None = None
         self.steps_done = 0
         self.skipped_steps = 0
-        self.conflicts = 0
+        # counted on the device (read when results or checkpoints are written, never per step)
+        self.register_buffer("conflict_count", torch.zeros((), dtype=torch.long), persistent=False)
         if classnames is None and prompt_learner is None:
             raise MethodError("zero-shot classification needs the class names.")
         self._zs_classnames = list(classnames if classnames is not None else prompt_learner.classnames)
@@ -124,8 +138,18 @@ class PromptTuningModule(L.LightningModule):
         self.n_classes = len(classnames)
         self._build_metrics(len(classnames))
 
+    @property
+    def conflicts(self) -> int:
+        """Steps whose task and general gradients conflicted (ProGrad), read from the device."""
+        return int(self.conflict_count)
+
+    @conflicts.setter
+    def conflicts(self, value: int) -> None:
+        self.conflict_count.fill_(int(value))
+
     def _build_metrics(self, n: int) -> None:
-        task = dict(task="multiclass", num_classes=max(n, 2))
+        # validate_args=False: the argument checks read values back to the host (a sync per update)
+        task = dict(task="multiclass", num_classes=max(n, 2), validate_args=False)
         self.test_acc = torchmetrics.Accuracy(average="micro", **task)
         self.test_macro_f1 = torchmetrics.F1Score(average="macro", **task)
         self.test_per_class = torchmetrics.Accuracy(average="none", **task)
@@ -156,16 +180,51 @@ class PromptTuningModule(L.LightningModule):
     # ---- forward pieces ------------------------------------------------------------------------------------
     @torch.no_grad()
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        with self._autocast():
-            feats = self.clip.encode_image(images)
+        visual = self.clip.visual
+        if isinstance(visual, FrozenImagePass):  # mixed precision: a copy of the tower cast once
+            dtype = self.mixed_dtype or (torch.bfloat16 if visual.image_pass.bf16 else None)
+            feats = visual.forward_frozen(images, dtype)
+        else:
+            with self._autocast():
+                feats = self.clip.encode_image(images)
         return F.normalize(feats.float(), dim=-1)
 
     def text_features(self) -> torch.Tensor:
         if self.prompt_learner is None:
             return self._teacher()
-        with self._autocast():
-            feats = self.prompt_learner(self.encoding)
-        return F.normalize(feats.float(), dim=-1)
+        return F.normalize(self.prompt_learner(self.encoding).float(), dim=-1)
+
+    def forward_part(
+        self, contexts: torch.Tensor, img: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The forward part of a (twin) ProGrad step: text encoder on two copies of the context, logits, both
+        losses ``(kl, ce, logits)``.  Static shapes, nothing read back: what ``compile=`` compiles (fullgraph)."""
+        text = F.normalize(self.prompt_learner(self.encoding, ctx=contexts).float(), dim=-1)
+        return twin_losses(text, img, labels, self.logit_scale, teacher, self.temperature)
+
+    def set_compile(self, mode: str = "none") -> None:
+        """``torch.compile`` the step's forward part (``default``, ``reduce-overhead``: CUDA graphs) or not
+        (``none``); its backward is compiled with it.  The first step compiles."""
+        if mode not in COMPILE_MODES:
+            raise MethodError(f"compile='{mode}' is not one of {', '.join(COMPILE_MODES)}.")
+        self.compile_mode = mode
+        self._forward_part = (
+            self.forward_part if mode == "none" else torch.compile(self.forward_part, fullgraph=True, mode=mode)
+        )
+
+    def resolve_backward(self) -> str:
+        """How ProGrad's two gradients are taken: ``twin`` on accelerators and when compiled (launch-bound: one
+        forward and one backward of twice the rows), ``sequential`` on the CPU (the fewest FLOPs), or as set in
+        ``backward``."""
+        if self.backward not in BACKWARDS:
+            raise MethodError(f"backward='{self.backward}' is not one of {', '.join(BACKWARDS)}.")
+        shared = self.prompt_learner.resolve_encoding(self.encoding) == "shared_prefix"
+        if self.backward == "auto":  # a compiled step compiles the twin forward part, on any device
+            twin = self.logit_scale.device.type != "cpu" or self.compile_mode != "none"
+            return "twin" if shared and twin else "sequential"
+        if self.backward == "twin" and not shared:
+            return "sequential"
+        return self.backward
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Class logits for a batch of images."""
@@ -192,7 +251,13 @@ class PromptTuningModule(L.LightningModule):
         opt = self.optimizers(use_pl_optimizer=False)
         self._set_lr(opt, self.current_epoch)
 
+    def needs_teacher(self) -> bool:
+        """Whether training uses the zero-shot classifier's class features (the general knowledge)."""
+        return self.method in ("prograd", "kd")
+
     def on_fit_start(self) -> None:
+        if self.prompt_learner is not None and self.needs_teacher():
+            self._teacher()  # once, before the first step (it reads the prompts' lengths back to the host)
         dist = torch.distributed
         if self.prompt_learner is not None and dist.is_available() and dist.is_initialized():
             # every rank must start from the same context (DDP would broadcast parameters when wrapping)
@@ -200,39 +265,43 @@ class PromptTuningModule(L.LightningModule):
                 torch.distributed.broadcast(param.data, src=0)
 
     def compute_update(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The gradient the optimiser applies to ``ctx`` for this batch, and what to log.
+        """The gradient the optimiser applies to ``ctx`` for this batch, and what to log (device tensors).
 
-        One image-encoder pass serves student and teacher.  The losses' gradients at the text features are
-        pushed through the text tower together (:func:`context_gradients`), unscaled, averaged over DDP ranks
-        and only then projected.
+        One image-encoder pass serves student and teacher.  ProGrad's two gradients come from one text forward
+        (see :meth:`resolve_backward`), unscaled, averaged over DDP ranks and only then projected.  Nothing is
+        read back to the host: non-finite losses are recorded by :attr:`watch` and raised at the next read.
         """
         ctx = self.prompt_learner.ctx
         img = self.image_features(images)
         teacher = None if self.method == "coop" else self._teacher()
-        head = head_losses(self.text_features(), img, labels, self.logit_scale, teacher, self.temperature)
-        logits, ce, kl = head.logits, head.ce, head.kl
-        check_finite("cross-entropy", ce, self.global_step)
-        logs: dict[str, Any] = {"loss_ce": ce.detach()}
         scale = self.loss_scale
-        if self.method == "coop":
-            (grad,) = context_gradients(head, [ce], ctx, scale)
-            grad = self._reduce(grad)
+        logs: dict[str, Any] = {}
+        if self.method == "prograd" and self.resolve_backward() == "twin":
+            (g_general, g_task), head = twin_context_gradients(
+                lambda contexts: self._forward_part(contexts, img, labels, teacher), ctx, scale
+            )
         else:
-            check_finite("distillation", kl, self.global_step)
-            logs["loss_kl"] = kl.detach()
-            if self.method == "kd":
-                (grad,) = context_gradients(head, [ce + self.lam * kl], ctx, scale)
-                grad = self._reduce(grad)
-            else:
-                # both cotangents at the text features, pushed through the text tower in one go
-                g_general, g_task = context_gradients(head, [kl, ce], ctx, scale)
-                g_general = self._reduce(g_general)
-                g_task = self._reduce(g_task)
-                cos = conflict_cosine(g_task, g_general)
-                logs["grad_cos"] = cos
-                logs["conflict"] = float(cos < 0)
-                grad = project_conflicting(g_task, g_general, self.lam)
-        logs["logits"] = logits.detach()
+            head = head_losses(self.text_features(), img, labels, self.logit_scale, teacher, self.temperature)
+            if self.method == "coop":
+                losses = [head.ce]
+            elif self.method == "kd":
+                losses = [head.ce + self.lam * head.kl]
+            else:  # both cotangents at the text features, pushed through the text tower in one forward
+                losses = [head.kl, head.ce]
+            grads = context_gradients(head, losses, ctx, scale, backward=self.resolve_backward())
+            g_task = grads[-1]
+            g_general = grads[0] if len(grads) == 2 else None
+        self.watch.update(self.global_step, {"cross-entropy": head.ce, "distillation": head.kl})
+        logs["loss_ce"] = head.ce.detach()
+        if head.kl is not None:
+            logs["loss_kl"] = head.kl.detach()
+        grad = self._reduce(g_task)
+        if g_general is not None:
+            g_general = self._reduce(g_general)
+            grad, conflict = project_and_flag(grad, g_general, self.lam)
+            logs["conflict"] = conflict
+            logs["grad_cos"] = conflict_cosine(g_task, g_general)
+        logs["logits"] = head.logits.detach()
         return grad, logs
 
     @staticmethod
@@ -245,6 +314,11 @@ class PromptTuningModule(L.LightningModule):
             grad = grad / dist.get_world_size()
         return grad
 
+    def _logging_step(self) -> bool:
+        """Whether Lightning writes this step's logged values (its ``log_every_n_steps``)."""
+        trainer = self._trainer
+        return trainer is None or trainer._logger_connector.should_update_logs
+
     def training_step(self, batch, batch_idx: int):
         images, labels = batch
         opt = self.optimizers()  # LightningOptimizer: its step() advances global_step (max_steps, logging)
@@ -252,8 +326,9 @@ class PromptTuningModule(L.LightningModule):
         # one gradient (the context) or one per learned parameter (e.g. CoCoOp's context and meta-net)
         grads = list(grad) if isinstance(grad, (list, tuple)) else [grad]
         params = self.prompt_learner.learned_parameters()
-        if not all(bool(torch.isfinite(g).all()) for g in grads):
-            # only reachable with fp16 loss scaling: skip the step and lower the scale, as a GradScaler would
+        if self.mixed_dtype == torch.float16 and not all(bool(torch.isfinite(g).all()) for g in grads):
+            # fp16 loss scaling (the one read per step it needs): skip the step and lower the scale, as a
+            # GradScaler would
             self.skipped_steps += 1
             self.loss_scale /= 2.0
         else:
@@ -262,17 +337,25 @@ class PromptTuningModule(L.LightningModule):
             opt.step()
             opt.zero_grad(set_to_none=True)
         self.steps_done += 1
-        self.conflicts += int(logs.get("conflict", 0.0))
-        self.train_acc(logs.pop("logits").argmax(-1), labels)
         bs = labels.shape[0]
+        if "conflict" in logs:
+            self.conflict_count += logs["conflict"].long()
+        self.train_acc.update(logs.pop("logits").argmax(-1), labels)
         self.log("train/loss_ce", logs["loss_ce"], prog_bar=True, batch_size=bs)
         if "loss_kl" in logs:
             self.log("train/loss_kl", logs["loss_kl"], batch_size=bs)
-        if "grad_cos" in logs and not math.isnan(logs["grad_cos"]):
+        if "grad_cos" in logs:
             self.log("train/grad_cos", logs["grad_cos"], batch_size=bs)
-            self.log("train/conflict", logs["conflict"], batch_size=bs)
+            self.log("train/conflict", logs["conflict"].float(), batch_size=bs)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
         self.log("train/lr", opt.optimizer.param_groups[0]["lr"], batch_size=bs)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._logging_step():  # the one read of the non-finite record per logging interval
+            self.watch.check()
+
+    def on_train_epoch_end(self) -> None:
+        self.watch.check()
 
     # ---- evaluation ----------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
@@ -308,6 +391,7 @@ class PromptTuningModule(L.LightningModule):
     # ---- Lightning checkpoints (last.ckpt) -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only what is learned (trainable tensors) and the run's counters: never the frozen CLIP weights."""
+        self.watch.check()  # a context that went non-finite is never saved
         learned = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in learned}
         checkpoint["prograd_pl"] = {"steps_done": self.steps_done, "skipped_steps": self.skipped_steps,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import weakref
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -107,8 +106,8 @@ class ImagePassOptions:
     """How a frozen image tower runs when no gradient is asked of it.
 
     ``fast``: BatchNorm folded into the preceding convolutions (ModifiedResNet), channels-last memory format and
-    ``torch.inference_mode`` -- the same function up to float summation order.  ``bf16``: bfloat16 autocast
-    (not exact; features returned in fp32).  ``compile``: ``torch.compile`` the pass (first call compiles).
+    ``torch.inference_mode`` -- the same function up to float summation order.  ``bf16``: a bfloat16 copy of the
+    weights (not exact; features returned in fp32).  ``compile``: ``torch.compile`` the pass (first call compiles).
     """
 
     fast: bool = True
@@ -118,7 +117,7 @@ class ImagePassOptions:
 
 # the prepared (folded / channels-last / compiled) copy of each tower, outside the module so that state_dict,
 # deepcopy and checkpoints see only open_clip's own parameters
-_prepared: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Callable]]" = weakref.WeakKeyDictionary()
+_prepared: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def fold_batchnorm(visual: nn.Module) -> nn.Module:
@@ -152,35 +151,51 @@ class FrozenImagePass:
     The module tree, parameters and state_dict stay those of open_clip (checkpoints and weight loading are
     unchanged, BatchNorm statistics are still there); in training mode or for inputs that require grad the
     original forward runs.  The prepared copy follows the weights: it is rebuilt after any change of device,
-    dtype or values of the tower's tensors.
+    dtype or values of the tower's tensors (``.to()`` drops it; in-place changes show in the tensors' version
+    counters, summed over a list of the tensors kept with the copy, not rebuilt per call).
     """
 
     image_pass: ImagePassOptions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_frozen(x, torch.bfloat16 if self.image_pass.bf16 else None)
+
+    def forward_frozen(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The tower on ``x``; ``dtype`` (e.g. ``torch.bfloat16``) runs a copy of the weights cast once to it
+        (not autocast, which casts the weights again at every call); features are returned in fp32."""
         options = self.image_pass
         if self.training or (torch.is_grad_enabled() and x.requires_grad) or not (
-            options.fast or options.bf16 or options.compile
+            options.fast or dtype is not None or options.compile
         ):
             return super().forward(x)
-        run = self._prepared_pass()
+        run = self._prepared_pass(dtype)
         if options.fast and isinstance(self, ModifiedResNet):
             x = x.contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast(x.device.type, dtype=torch.bfloat16) if options.bf16 else nullcontext()
-        with torch.inference_mode(options.fast), autocast:
-            out = run(x)
+        with torch.inference_mode(options.fast):
+            out = run(x if dtype is None else x.to(dtype))
         # a normal tensor again: inference tensors cannot be saved for a later backward
-        return out.float() if options.bf16 else out.clone()
+        return out.clone() if dtype is None else out.float()
 
-    def _prepared_pass(self) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .half(): the prepared copies are stale
+        _prepared.pop(self, None)
+        return super()._apply(fn, recurse)
+
+    def _prepared_pass(self, dtype: torch.dtype | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        copies = _prepared.setdefault(self, {})
+        hit = copies.get(dtype)
+        if hit is not None:
+            key, tensors, run = hit
+            if key == (self.image_pass, sum(t._version for t in tensors)):
+                return run
         tensors = [*self.parameters(), *self.buffers()]
-        key = (self.image_pass, tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in tensors))
-        hit = _prepared.get(self)
-        if hit is not None and hit[0] == key:
-            return hit[1]
         base, me = _open_clip_class(self), weakref.ref(self)
         if self.image_pass.fast and isinstance(self, ModifiedResNet):
             run: Callable = fold_batchnorm(self).to(memory_format=torch.channels_last)
+            if dtype is not None:  # a full copy first: the folded one shares the attention pool's weights
+                run = copy.deepcopy(run).to(dtype)
+        elif dtype is not None:
+            run = copy.deepcopy(self).requires_grad_(False).to(dtype)
+            run.__class__ = base
         else:
 
             def run(x: torch.Tensor) -> torch.Tensor:
@@ -188,7 +203,7 @@ class FrozenImagePass:
 
         if self.image_pass.compile:
             run = torch.compile(run)
-        _prepared[self] = (key, run)
+        copies[dtype] = ((self.image_pass, sum(t._version for t in tensors)), tensors, run)
         return run
 
 

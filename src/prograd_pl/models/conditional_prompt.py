@@ -112,8 +112,7 @@ class ConditionalPromptLearner(PromptLearner):
         dtype = self.token_suffix.dtype
         if mode == "shared_prefix":
             prefix = torch.cat([self.token_prefix[:1].expand(b, -1, -1), ctx.to(dtype)], dim=1)
-            length = int(self.eot.max()) + 1
-            suffix = self.token_suffix[:, : length - prefix.shape[1]]
+            suffix = self.token_suffix[:, : self.prompt_length - prefix.shape[1]]
             return encode_per_image_prefixes(self.encoder, prefix, suffix, self.eot)
         embeds = torch.cat(
             [
@@ -124,7 +123,7 @@ class ConditionalPromptLearner(PromptLearner):
             dim=2,
         ).flatten(0, 1)
         eot = self.eot.repeat(b)
-        feats = self.encoder.encode_embeddings(embeds, eot, truncate=mode == "truncated")
+        feats = self.encoder.encode_embeddings(embeds, eot, truncate=mode == "truncated", length=self.prompt_length)
         return feats.view(b, n, -1)
 
     @torch.no_grad()

@@ -9,7 +9,7 @@ from torch import nn
 
 from prograd_pl.errors import PromptError
 from prograd_pl.models.backbone import Backbone
-from prograd_pl.models.text_encoder import PromptTextEncoder
+from prograd_pl.models.text_encoder import PaddedSuffixes, PromptTextEncoder, padded_suffixes
 
 INITS = ("template", "phrase", "random")
 POSITIONS = ("end", "middle", "front")
@@ -155,7 +155,14 @@ class PromptLearner(nn.Module):
         self.register_buffer("token_prefix", emb[:, :1].clone(), persistent=False)
         self.register_buffer("token_suffix", emb[:, 1 + self.n_ctx :].clone(), persistent=False)
         self.name_lens = name_lens
-        self.register_buffer("eot", self.encoder.eot_index(token_ids), persistent=False)
+        eot = self.encoder.eot_index(token_ids)
+        self.register_buffer("eot", eot, persistent=False)
+        # read once here, so that no forward asks the device for it
+        self.prompt_length = int(eot.max()) + 1
+        if self.position == "end" and self.ctx.dim() == 2:
+            padded = padded_suffixes(self.token_suffix, eot, 1 + self.n_ctx, self.prompt_length)
+            for name in ("rows", "positions", "eot_flat", "mask", "eot_mask"):
+                self.register_buffer(f"suffix_{name}", getattr(padded, name), persistent=False)
 
     @property
     def n_cls(self) -> int:
@@ -195,15 +202,32 @@ class PromptLearner(nn.Module):
             raise PromptError("prompt.encoding=shared_prefix needs a generic context with the class token at the end.")
         return encoding
 
-    def forward(self, encoding: str = "auto") -> torch.Tensor:
-        """Class text features ``[n_cls, dim]`` (not normalised)."""
+    def forward(self, encoding: str = "auto", ctx: torch.Tensor | None = None) -> torch.Tensor:
+        """Class text features ``[n_cls, dim]`` (not normalised).
+
+        ``ctx`` replaces the learned context; ``[B, n_ctx, d]`` (shared-prefix encoding only) gives the features
+        of ``B`` contexts at once, ``[B, n_cls, dim]``.
+        """
         mode = self.resolve_encoding(encoding)
         if mode == "shared_prefix":
-            prefix = torch.cat([self.token_prefix[0], self.ctx.to(self.token_prefix.dtype)], dim=0)
-            length = int(self.eot.max()) + 1
-            suffix = self.token_suffix[:, : length - prefix.shape[0]]
-            return self.encoder.encode_shared_prefix(prefix, suffix, self.eot)
-        return self.encoder.encode_embeddings(self.prompt_embeddings(), self.eot, truncate=mode == "truncated")
+            ctx = self.ctx if ctx is None else ctx
+            sot = self.token_prefix[0]
+            if ctx.dim() == 3:
+                sot = sot.expand(ctx.shape[0], -1, -1)
+            prefix = torch.cat([sot, ctx.to(self.token_prefix.dtype)], dim=-2)
+            return self.encoder.encode_shared_prefix(prefix, self.padded_suffixes())
+        if ctx is not None:
+            raise PromptError("a context other than the learned one needs the shared-prefix encoding.")
+        return self.encoder.encode_embeddings(
+            self.prompt_embeddings(), self.eot, truncate=mode == "truncated", length=self.prompt_length
+        )
+
+    def padded_suffixes(self) -> PaddedSuffixes:
+        """The fixed suffixes of the class prompts, padded to one length (shared-prefix encoding)."""
+        return PaddedSuffixes(
+            rows=self.suffix_rows, positions=self.suffix_positions, eot_flat=self.suffix_eot_flat,
+            mask=self.suffix_mask, eot_mask=self.suffix_eot_mask,
+        )
 
     def learned_parameters(self) -> list[nn.Parameter]:
         """What the optimiser trains, in a fixed order (the context; subclasses add e.g. a meta-network)."""

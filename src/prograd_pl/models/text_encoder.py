@@ -11,14 +11,20 @@ up to EOT.  Hence
   to them as extra keys/values.  Those keys/values are one matrix for all prompts, never copied per prompt (the
   scores against them are one matmul over every prompt's rows), and the backward pass accumulates into the
   single shared prefix.
-* for the same reason each prompt needs only its rows up to its own EOT (prompts are grouped by that length
-  instead of padded to the longest), and in the last block only the EOT row itself.
+* every prompt's suffix is padded to the longest one: rows after a prompt's EOT are never attended by its rows
+  before it (causal), so they change nothing, and all prompts run as one group whose shapes are fixed when the
+  class names are set (no op count that grows with the classes, nothing read back to the host); in the last
+  block only the EOT rows are computed.
 
 When the features are differentiated, QuickGELU (the activation of OpenAI's CLIP towers) saves its derivative
 instead of its input, so each backward through it is one multiplication (ProGrad runs two backwards on one graph).
 """
 
 from __future__ import annotations
+
+import copy
+import weakref
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,12 +43,47 @@ def _project(tower: TextTower, x: torch.Tensor) -> torch.Tensor:
     return x @ proj
 
 
+# frozen towers cast once to a lower precision, per (dtype, device), outside the modules' state
+_cast_towers: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def cast_tower(tower: TextTower, dtype: torch.dtype) -> TextTower:
+    """``tower`` with its weights cast to ``dtype``: a copy made once and reused (autocast would cast the frozen
+    weights again at every call).  The copy is rebuilt when the tower moves or its weights change."""
+    module = tower.module
+    first = tower.token_embedding.weight
+    if first.dtype == dtype:
+        return tower
+    tensors = [*module.parameters(), *module.buffers()]
+    key = (dtype, first.device, first.data_ptr(), sum(t._version for t in tensors))
+    copies = _cast_towers.setdefault(module, {})
+    hit = copies.get(dtype)
+    if hit is None or hit[0] != key:
+        part = nn.Module()  # the text tower's pieces only (in open_clip's CLIP they sit beside the image tower)
+        for name in ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection",
+                     "attn_mask"):  # fmt: skip
+            value = getattr(module, name, None)
+            if isinstance(value, nn.Module):
+                setattr(part, name, copy.deepcopy(value))
+            elif isinstance(value, torch.Tensor):
+                part.register_buffer(name, value.detach().clone())
+            else:
+                setattr(part, name, value)
+        hit = copies[dtype] = (key, TextTower(part.requires_grad_(False).to(dtype), tower.pool_type, tower.eos_id))
+    return hit[1]
+
+
 class PromptTextEncoder(nn.Module):
-    """Runs a frozen CLIP text tower on prompt embeddings and returns (unnormalised) text features."""
+    """Runs a frozen CLIP text tower on prompt embeddings and returns (unnormalised) text features.
+
+    ``compute_dtype`` (None: the tower's own) runs the tower as a copy cast once to that dtype (bf16/fp16
+    mixed precision: the prompt's learned part stays fp32 and is cast on the way in).
+    """
 
     def __init__(self, tower: TextTower) -> None:
         super().__init__()
-        self.tower = tower
+        self.base_tower = tower
+        self.compute_dtype: torch.dtype | None = None
         self.causal = tower.attn_mask is not None
         blocks = list(tower.transformer.resblocks)
         self.supports_shared_prefix = self.causal and all(
@@ -52,6 +93,17 @@ class PromptTextEncoder(nn.Module):
             for b in blocks
         )
 
+    @property
+    def tower(self) -> TextTower:
+        """The tower that runs: the frozen one, or its copy in ``compute_dtype``."""
+        if self.compute_dtype is None:
+            return self.base_tower
+        cast = getattr(self, "_cast", None)
+        if cast is not None and torch.compiler.is_compiling():  # checked by the eager calls; a graph takes it as is
+            return cast
+        self._cast = cast_tower(self.base_tower, self.compute_dtype)
+        return self._cast
+
     def eot_index(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Position of the end-of-text token of each tokenised prompt."""
         if self.tower.pool_type == "eos" and self.tower.eos_id is not None:
@@ -59,14 +111,17 @@ class PromptTextEncoder(nn.Module):
         return token_ids.argmax(dim=-1)
 
     def encode_embeddings(
-        self, embeds: torch.Tensor, eot: torch.Tensor, truncate: bool = True
+        self, embeds: torch.Tensor, eot: torch.Tensor, truncate: bool = True, length: int | None = None
     ) -> torch.Tensor:
-        """Encode full prompt embeddings ``[n, 77, d]``; ``truncate`` cuts them after the last EOT (exact)."""
+        """Encode full prompt embeddings ``[n, 77, d]``; ``truncate`` cuts them after the last EOT (exact).
+
+        ``length`` is that cut (``max(eot) + 1``) when the caller knows it; otherwise it is read from ``eot``.
+        """
         tower = self.tower
-        length = embeds.shape[1]
         if truncate and self.causal:
-            length = int(eot.max()) + 1
+            length = int(eot.max()) + 1 if length is None else length
             embeds = embeds[:, :length]
+        length = embeds.shape[1]
         dtype = tower.positional_embedding.dtype
         x = embeds.to(dtype) + tower.positional_embedding[:length]
         mask = tower.attn_mask[:length, :length] if tower.attn_mask is not None else None
@@ -80,58 +135,150 @@ class PromptTextEncoder(nn.Module):
         embeds = self.tower.token_embedding(token_ids)
         return self.encode_embeddings(embeds, self.eot_index(token_ids), truncate=truncate)
 
-    def encode_shared_prefix(
-        self, prefix: torch.Tensor, suffix: torch.Tensor, eot: torch.Tensor
-    ) -> torch.Tensor:
+    def encode_shared_prefix(self, prefix: torch.Tensor, suffixes: "PaddedSuffixes") -> torch.Tensor:
         """Encode prompts ``cat(prefix, suffix[i])`` where ``prefix [P, d]`` is common to all ``n`` prompts.
 
-        ``suffix`` is ``[n, S, d]`` (already truncated after the last EOT) and ``eot`` the EOT positions in the
-        full prompt (``>= P``).  Each prompt's suffix is cut after its own EOT and the prompts are grouped by
-        that length, so no padding row is computed; the row-wise layers (LayerNorm, projections, MLP) run on all
-        groups' rows packed together.  In the last block only the EOT rows are carried past attention, since
-        nothing else reaches the output.
+        ``suffixes`` holds the suffix rows of every prompt padded to one length ``S``, the row of each prompt's
+        EOT and the attention masks, all fixed when the class names are set.  The prefix rows and every prompt's
+        suffix rows are packed into one ``[P + n*S, d]`` matrix: LayerNorms, projections and MLPs run once on all
+        rows; per block the prefix attends causally to itself and the suffixes attend to ``[prefix keys, own
+        keys]`` through one ``scaled_dot_product_attention``.  Rows after a prompt's EOT are padding that no kept
+        row attends to (the mask is causal).  In the last block only the EOT rows are carried past attention.
+        The number of ops is the same for any number of classes and nothing is read back to the host, so the
+        forward compiles as one graph.
+
+        ``prefix`` may also be ``[B, P, d]``: ``B`` prefixes (e.g. two copies of the same context, whose
+        gradients one backward then returns separately), each with all ``n`` suffixes; the result is
+        ``[B, n, dim]``.
         """
         tower = self.tower
         if not self.supports_shared_prefix:
             raise ValueError("this text tower does not support shared-prefix encoding")
-        n, s_len, _ = suffix.shape
-        p_len = prefix.shape[0]
+        single = prefix.dim() == 2
+        prefix = prefix.unsqueeze(0) if single else prefix
+        b, p_len, width = prefix.shape
         dtype = tower.positional_embedding.dtype
-        pos = tower.positional_embedding
-        hp = (prefix.to(dtype) + pos[:p_len]).unsqueeze(0)
-        groups = _length_groups(eot - p_len + 1)
-        causal = tower.attn_mask[p_len : p_len + s_len, p_len : p_len + s_len].to(dtype)
-        rows = []
-        for length, idx in groups:
-            rows.append((suffix[idx, :length].to(dtype) + pos[p_len : p_len + length]).reshape(-1, suffix.shape[2]))
-        hs = torch.cat(rows)
-        # suffix row i of a group sees the whole prefix and the group's rows <= i (the mask of the latter)
-        masks = [causal[:length, :length] for length, _ in groups]
-        prefix_mask = tower.attn_mask[:p_len, :p_len].to(dtype)
+        rows = suffixes.rows
+        n, s_len, _ = rows.shape
+        suffix = rows.to(dtype).view(1, n * s_len, width).expand(b, -1, -1)
+        h = torch.cat([prefix.to(dtype), suffix], dim=1) + tower.positional_embedding[suffixes.positions]
+        h = h.view(-1, width)
+        mask = suffixes.mask.to(dtype)
         blocks = list(tower.transformer.resblocks)
         for block in blocks[:-1]:
-            hp, hs = _shared_prefix_block(block, hp, hs, groups, prefix_mask, masks)
-        x = tower.ln_final(_last_block_eot_rows(blocks[-1], hp, hs, groups))
-        order = torch.cat([idx for _, idx in groups])
-        x = x[torch.argsort(order)]
-        return _project(tower, x)
+            h = _packed_block(block, h, b, p_len, mask)
+        eot_mask = suffixes.eot_mask.to(dtype)
+        eot_mask = eot_mask if b == 1 else eot_mask.repeat(b, 1, 1, 1)
+        x = _packed_last_block(blocks[-1], h, b, p_len, suffixes.eot_flat, eot_mask)
+        x = _project(tower, tower.ln_final(x))
+        return x if single else x.view(b, n, -1)
 
 
-def _length_groups(lengths: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-    """``(length, indices)`` of the prompts that need ``length`` suffix rows, by increasing length."""
-    values = torch.unique(lengths.cpu())
-    return [(int(v), torch.nonzero(lengths == v).flatten()) for v in values]
+@dataclass
+class PaddedSuffixes:
+    """The fixed part of ``n`` shared-prefix prompts, padded to one suffix length ``S`` (see
+    :meth:`PromptTextEncoder.encode_shared_prefix`).
+
+    ``rows [n, S, d]``: the suffix embeddings; ``positions [P + n*S]``: the position of each packed row (the
+    prefix's, then each suffix's); ``eot_flat [n]``: the row of each prompt's EOT among the packed ``P + n*S``
+    rows; ``mask [S, P + S]``: additive, each suffix row sees every prefix key and its own rows up to itself;
+    ``eot_mask [n, 1, 1, P + S]``: what each EOT row sees.
+    """
+
+    rows: torch.Tensor
+    positions: torch.Tensor
+    eot_flat: torch.Tensor
+    mask: torch.Tensor
+    eot_mask: torch.Tensor
+
+
+def padded_suffixes(suffix: torch.Tensor, eot: torch.Tensor, p_len: int, length: int) -> PaddedSuffixes:
+    """:class:`PaddedSuffixes` of prompts whose fixed part after the ``p_len`` shared rows is ``suffix [n, >=S, d]``
+    and whose EOT positions (in the full prompt) are ``eot``; ``length`` is the longest prompt (max EOT + 1)."""
+    n, dev = suffix.shape[0], suffix.device
+    s_len = length - p_len
+    rows = suffix[:, :s_len].clone()
+    positions = torch.cat([torch.arange(p_len), torch.arange(p_len, length).repeat(n)]).to(dev)
+    local = (eot.to(dev) - p_len).long()
+    eot_flat = p_len + torch.arange(n, device=dev) * s_len + local
+    keys = torch.arange(p_len + s_len, device=dev)
+    causal = keys.unsqueeze(0) <= (p_len + torch.arange(s_len, device=dev)).unsqueeze(1)
+    sees = (keys.unsqueeze(0) <= (p_len + local).unsqueeze(1)).view(n, 1, 1, -1)
+    zero, inf = torch.zeros((), device=dev), torch.full((), float("-inf"), device=dev)
+    return PaddedSuffixes(
+        rows=rows, positions=positions, eot_flat=eot_flat, mask=torch.where(causal, zero, inf),
+        eot_mask=torch.where(sees, zero, inf),
+    )  # fmt: skip
+
+
+def _packed_heads(
+    x: torch.Tensor, b: int, p_len: int, parts: int, heads: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Packed projections ``[B*(P + n*S), parts*H*hd]`` (``parts`` of q, k, v) -> per part the prefixes
+    ``[B, H, P, hd]`` and the suffixes ``[B*n, H, S, hd]`` (views; one op each in the backward)."""
+    rows = x.shape[0] // b
+    hd = x.shape[1] // (parts * heads)
+    prefix, suffix = x.view(b, rows, parts, heads, hd).split([p_len, rows - p_len], dim=1)
+    prefix = prefix.permute(2, 0, 3, 1, 4).unbind(0)
+    suffix = suffix.permute(2, 0, 3, 1, 4).unbind(0)
+    return list(prefix), list(suffix)
+
+
+def _prefix_keys(prefix: torch.Tensor, own: torch.Tensor, b: int) -> torch.Tensor:
+    """Keys (or values) ``[B*n, H, P + S, hd]`` of each prompt: its prefix's (``[B, H, P, hd]``), then its own
+    (``[B, H, n, S, hd]`` as ``[B, n, H, S, hd]``)."""
+    n = own.shape[1]
+    return torch.cat([prefix.unsqueeze(1).expand(-1, n, -1, -1, -1), own], dim=3).flatten(0, 1)
+
+
+def _packed_block(block: nn.Module, h: torch.Tensor, b: int, p_len: int, mask: torch.Tensor) -> torch.Tensor:
+    """One residual attention block on the packed rows ``[B*(P + n*S), d]`` (each copy: prefix first)."""
+    attn: nn.MultiheadAttention = block.attn
+    heads, width = attn.num_heads, h.shape[-1]
+    qkv = F.linear(block.ln_1(h), attn.in_proj_weight, attn.in_proj_bias)
+    (qp, kp, vp), (qs, ks, vs) = _packed_heads(qkv, b, p_len, 3, heads)  # qs: [B, H, n*S, hd]
+    s_len = mask.shape[0]
+    n = qs.shape[2] // s_len
+    op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True)
+
+    def by_prompt(t: torch.Tensor) -> torch.Tensor:  # [B, H, n*S, hd] -> [B, n, H, S, hd] (a view)
+        return t.view(b, heads, n, s_len, -1).transpose(1, 2)
+
+    os_ = F.scaled_dot_product_attention(
+        by_prompt(qs).flatten(0, 1), _prefix_keys(kp, by_prompt(ks), b), _prefix_keys(vp, by_prompt(vs), b),
+        attn_mask=mask,
+    )  # [B*n, H, S, hd]
+    o = torch.cat([op.transpose(1, 2), os_.transpose(1, 2).reshape(b, n * s_len, heads, -1)], dim=1)
+    return _finish(block, h, o.reshape(-1, width))
+
+
+def _packed_last_block(
+    block: nn.Module, h: torch.Tensor, b: int, p_len: int, eot_flat: torch.Tensor, eot_mask: torch.Tensor
+) -> torch.Tensor:
+    """The last block's output ``[B*n, d]`` at the EOT rows ``eot_flat`` of each copy (keys from all rows)."""
+    attn: nn.MultiheadAttention = block.attn
+    heads, width = attn.num_heads, h.shape[-1]
+    bias = attn.in_proj_bias
+    kv = F.linear(block.ln_1(h), attn.in_proj_weight[width:], _rows(bias, width, None))
+    (kp, vp), (ks, vs) = _packed_heads(kv, b, p_len, 2, heads)
+    n = eot_flat.shape[0]
+    s_len = ks.shape[2] // n
+    h_eot = h.view(b, -1, width).index_select(1, eot_flat).view(b * n, width)
+    q = F.linear(block.ln_1(h_eot), attn.in_proj_weight[:width], _rows(bias, 0, width))
+    q = q.view(b * n, 1, heads, width // heads).transpose(1, 2)
+
+    def by_prompt(t: torch.Tensor) -> torch.Tensor:
+        return t.view(b, heads, n, s_len, -1).transpose(1, 2)
+
+    o = F.scaled_dot_product_attention(
+        q, _prefix_keys(kp, by_prompt(ks), b), _prefix_keys(vp, by_prompt(vs), b), attn_mask=eot_mask
+    )
+    return _finish(block, h_eot, o.reshape(b * n, width))
 
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     b, length, d = x.shape
     return x.view(b, length, n_heads, d // n_heads).transpose(1, 2)
-
-
-def _split_groups(x: torch.Tensor, groups: list[tuple[int, torch.Tensor]]) -> list[torch.Tensor]:
-    """Packed rows ``[R, d]`` -> one ``[n_g, length_g, d]`` tensor per group."""
-    sizes = [length * len(idx) for length, idx in groups]
-    return [part.view(len(idx), length, -1) for part, (length, idx) in zip(x.split(sizes), groups)]
 
 
 def _qkv_heads(block: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -239,47 +386,3 @@ def _rows(bias: torch.Tensor | None, start: int, stop: int | None) -> torch.Tens
 def _merge_heads(o: torch.Tensor) -> torch.Tensor:
     b, heads, length, hd = o.shape
     return o.transpose(1, 2).reshape(b * length, heads * hd)
-
-
-def _shared_prefix_block(
-    block: nn.Module,
-    hp: torch.Tensor,
-    hs: torch.Tensor,
-    groups: list[tuple[int, torch.Tensor]],
-    prefix_mask: torch.Tensor,
-    masks: list[torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One residual attention block: prefix computed once (batch 1), packed suffix rows attending to it."""
-    attn: nn.MultiheadAttention = block.attn
-    heads = attn.num_heads
-    qp, kp, vp = _qkv_heads(block, hp)
-    op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=prefix_mask)
-    q_all, k_all, v_all = F.linear(block.ln_1(hs), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-    outs = []
-    for q, k, v, mask in zip(
-        _split_groups(q_all, groups), _split_groups(k_all, groups), _split_groups(v_all, groups), masks
-    ):
-        outs.append(_merge_heads(_attend(_heads(q, heads), kp, vp, _heads(k, heads), _heads(v, heads), mask)))
-    hp = _finish(block, hp, _merge_heads(op).view_as(hp))
-    return hp, _finish(block, hs, torch.cat(outs))
-
-
-def _last_block_eot_rows(
-    block: nn.Module, hp: torch.Tensor, hs: torch.Tensor, groups: list[tuple[int, torch.Tensor]]
-) -> torch.Tensor:
-    """The last block's output at each prompt's EOT row (the last row of its group), in group order."""
-    attn: nn.MultiheadAttention = block.attn
-    heads, width = attn.num_heads, hs.shape[-1]
-    _, kp, vp = _qkv_heads(block, hp)
-    bias = attn.in_proj_bias
-    k_all, v_all = F.linear(block.ln_1(hs), attn.in_proj_weight[width:], _rows(bias, width, None)).chunk(2, dim=-1)
-    last = [rows[:, -1] for rows in _split_groups(hs, groups)]
-    h_eot = torch.cat(last)
-    q_eot = F.linear(block.ln_1(h_eot), attn.in_proj_weight[:width], _rows(bias, 0, width))
-    outs = []
-    for q, k, v in zip(
-        q_eot.split([len(idx) for _, idx in groups]), _split_groups(k_all, groups), _split_groups(v_all, groups)
-    ):
-        # the EOT row is the group's last row: it sees every key, no mask needed
-        outs.append(_merge_heads(_attend(_heads(q.unsqueeze(1), heads), kp, vp, _heads(k, heads), _heads(v, heads))))
-    return _finish(block, h_eot, torch.cat(outs))
