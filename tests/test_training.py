@@ -150,3 +150,57 @@ def test_non_finite_loss_is_recorded_on_the_device_and_raised_at_the_next_read(t
     labels = torch.arange(8) % len(NAMES)
     with pytest.raises(NonFiniteLossError, match=r"the cross-entropy loss is nan at step 0; expected a finite value"):
         our_step(tiny_backbone, initial_ctx(tiny_backbone), images, labels)
+
+
+def _fit_steps(backbone, dtype, plugin=None, steps=3):
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    pl = PromptLearner(backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
+    module = PromptTuningModule(backbone, pl, method="prograd", template=TEMPLATE, lr=LR, max_epochs=1,
+                                warmup_epochs=0, mixed_dtype=dtype)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, plugins=[plugin] if plugin is not None else None,
+    )  # fmt: skip
+    images = random_images(backbone, 8, seed=6)
+    trainer.fit(module, DataLoader(TensorDataset(images, torch.arange(8) % len(NAMES)), batch_size=8))
+    return pl.ctx.detach().clone(), trainer
+
+
+def test_lightning_bf16_mixed_plugin_runs_the_same_step(tiny_backbone):
+    """Under Lightning's bf16-mixed plugin (its autocast around training_step) the step is the method's own: the
+    towers' bf16 copies, fp32 head and projection, fp32 context."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    ours, trainer = _fit_steps(tiny_backbone, torch.bfloat16, MixedPrecision("bf16-mixed", "cpu"))
+    assert trainer.precision == "bf16-mixed"
+    alone, _ = _fit_steps(tiny_backbone, torch.bfloat16)
+    assert torch.equal(ours, alone) and ours.dtype == torch.float32
+
+
+def test_lightning_16_mixed_grad_scaler_unscales_and_skips(tiny_backbone):
+    """fp16: the plugin's GradScaler (no hand-rolled scaler) unscales the gradients the step leaves scaled, and
+    skips the steps whose scaled gradients overflow while it lowers the scale."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    init = _fit_steps(tiny_backbone, torch.float16, steps=0)[0]
+    fp32, _ = _fit_steps(tiny_backbone, None)
+    unscaled, _ = _fit_steps(tiny_backbone, torch.float16)  # no scaler: scale 1
+    scaled, trainer = _fit_steps(
+        tiny_backbone, torch.float16, MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=2.0**6))
+    )
+    assert trainer.precision_plugin.scaler.get_scale() == 2.0**6  # no overflow, no skip
+    update = float((fp32 - init).abs().max())
+    assert update > 1e-2
+    # the scale (64) undone by the scaler: the steps are the fp32 steps up to fp16 noise (< 1 % of the update
+    # here), like fp16 without a scaler; a scale left in would move the context 64 times as far
+    for ctx in (scaled, unscaled):
+        assert (ctx - fp32).abs().max() <= 0.02 * update
+    # a scale far too large: fp16 overflows, every step is skipped, the context untouched and finite
+    skipped, trainer = _fit_steps(
+        tiny_backbone, torch.float16, MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=2.0**40))
+    )
+    assert trainer.precision_plugin.scaler.get_scale() == 2.0**37
+    assert torch.equal(skipped, init)

@@ -71,13 +71,15 @@ def log_config(loggers: Sequence, config: dict[str, Any]) -> None:
 
 
 def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> L.Trainer:
-    """Lightning's Trainer from ``cfg.trainer``.  Lightning runs 32-true: the method does its own autocast of the
-    frozen towers and keeps what it learns in fp32 (``trainer.precision`` reaches it through the method config).
-    A job of a local parallel sweep that asks for one GPU gets one of its own (:func:`devices.job_devices`)."""
-    from prograd_pl.app.devices import job_devices
+    """Lightning's Trainer from ``cfg.trainer``, with Lightning's precision plugin for ``trainer.precision`` (its
+    GradScaler for ``16-mixed``); the method runs the frozen towers as copies cast once to that precision and keeps
+    what it learns in fp32 (the precision reaches it through the method config too).  A job of a local parallel
+    sweep that asks for one GPU gets one of its own (:func:`devices.job_devices`)."""
+    from prograd_pl.app.devices import job_devices, lightning_precision
 
     return instantiate(
-        cfg.trainer, devices=job_devices(cfg), precision="32-true", logger=loggers or False, callbacks=callbacks,
+        cfg.trainer, devices=job_devices(cfg), precision=lightning_precision(cfg), logger=loggers or False,
+        callbacks=callbacks,
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
     )  # fmt: skip
 

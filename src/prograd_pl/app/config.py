@@ -172,6 +172,11 @@ def check(cfg: DictConfig) -> None:
     if cfg.eval_datasets is not None and not isinstance(cfg.eval_datasets, (list, ListConfig)):
         raise ConfigError(f"eval_datasets must be a list of dataset names, got {cfg.eval_datasets!r}.")
     _check_choice(cfg, "trainer.precision", PRECISIONS)
+    if str(cfg.trainer.precision) == "16-mixed" and str(cfg.trainer.get("accelerator")) == "cpu":
+        raise ConfigError(
+            "trainer.precision=16-mixed needs a GPU (Lightning has no fp16 autocast on the CPU); use "
+            "trainer.precision=bf16-mixed or 32 on the CPU."
+        )
     _check_int(cfg, "trainer.max_epochs", 0)
     _check_int(cfg, "data.batch_size", 1)
     _check_int(cfg, "data.test_batch_size", 1)

@@ -149,7 +149,7 @@ def single_process_evaluation(trainer: L.Trainer, cfg: DictConfig, loggers: Sequ
     callbacks = build_callbacks(cfg)
     return instantiate(
         cfg.trainer, devices=[device.index] if device.type == "cuda" else 1, strategy="auto", num_nodes=1,
-        precision="32-true", logger=list(loggers) or False, callbacks=callbacks,
+        precision=lightning_precision(cfg), logger=list(loggers) or False, callbacks=callbacks,
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks), plugins=[LightningEnvironment()],
     )  # fmt: skip
 
@@ -165,3 +165,9 @@ def set_math_modes(cfg: DictConfig) -> None:
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = on_gpu
+
+
+def lightning_precision(cfg: DictConfig) -> str:
+    """``trainer.precision`` as Lightning's Trainer takes it (``32`` -> ``32-true``)."""
+    precision = str(cfg.trainer.get("precision", "32"))
+    return "32-true" if precision in ("32", "32-true") else precision

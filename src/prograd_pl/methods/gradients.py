@@ -69,15 +69,16 @@ def parameter_gradients(
     leaf: torch.Tensor,
     losses: Sequence[torch.Tensor],
     params: Sequence[torch.Tensor],
-    scale: float = 1.0,
+    scale: float | torch.Tensor = 1.0,
     backward: str = "auto",
 ) -> list[list[torch.Tensor]]:
     """``d loss / d p`` for each loss (built from ``leaf``, a detached copy of ``text``) and each of ``params``.
 
     Several learned tensors (CoCoOp's context and meta-net) or one (:func:`context_gradients`): cotangents at the
     text features first, then one backward through the text tower per loss on the retained graph
-    (``sequential``, what ``auto`` means here), or one vmapped backward for all (``batched``).  ``scale`` is the
-    fp16 loss scale, divided out of the results.
+    (``sequential``, what ``auto`` means here), or one vmapped backward for all (``batched``).  ``scale``
+    multiplies the losses (fp16 loss scaling): a number is divided out of the results, a tensor (a GradScaler's
+    scale, on the device) is left in them for the scaler to unscale, check and skip.
     """
     if backward not in BACKWARDS or backward == "twin":
         raise ValueError(f"backward='{backward}' is not one of {', '.join(BACKWARDS)}.")
@@ -96,14 +97,16 @@ def parameter_gradients(
             list(torch.autograd.grad(text, params, c, retain_graph=i < last))
             for i, c in enumerate(cotangents)
         ]
-    return [[g / scale for g in grads] for grads in out] if scale != 1.0 else out
+    if isinstance(scale, torch.Tensor) or scale == 1.0:
+        return out
+    return [[g / scale for g in grads] for grads in out]
 
 
 def context_gradients(
     head: HeadLosses,
     losses: Sequence[torch.Tensor],
     ctx: torch.Tensor,
-    scale: float = 1.0,
+    scale: float | torch.Tensor = 1.0,
     backward: str = "auto",
 ) -> list[torch.Tensor]:
     """``d loss / d ctx`` for each of ``losses`` (built from ``head.leaf``), one text-tower backward for all.
@@ -135,20 +138,22 @@ def twin_losses(
 def twin_context_gradients(
     losses: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     ctx: torch.Tensor,
-    scale: float = 1.0,
+    scale: float | torch.Tensor = 1.0,
 ) -> tuple[list[torch.Tensor], HeadLosses]:
     """``[d kl / d ctx, d ce / d ctx]`` from one forward and one backward over two copies of the context.
 
     ``losses`` maps contexts ``[2, *ctx.shape]`` to ``(kl, ce, logits)``, the distillation loss taken on the
     first copy's features and the cross-entropy on the second's (:func:`twin_losses`); each copy's gradient in
     the backward of their sum is its own loss's (the copies share nothing but their values).  ``scale``
-    multiplies the losses before the backward and divides the gradients (fp16 loss scaling).  Returns the two
-    gradients and the head (logits and losses of the task copy).
+    multiplies the losses before the backward (fp16 loss scaling): a number is divided out of the gradients, a
+    tensor (a GradScaler's) left in for the scaler.  Returns the two gradients and the head (logits and losses
+    of the task copy).
     """
     twins = ctx.detach().unsqueeze(0).repeat(2, *([1] * ctx.dim())).requires_grad_(True)
     kl, ce, logits = losses(twins)
     total = kl + ce
-    (grads,) = torch.autograd.grad(total * scale if scale != 1.0 else total, twins)
-    if scale != 1.0:
+    plain = not isinstance(scale, torch.Tensor) and scale == 1.0
+    (grads,) = torch.autograd.grad(total if plain else total * scale, twins)
+    if not plain and not isinstance(scale, torch.Tensor):
         grads = grads / scale
     return [grads[0], grads[1]], HeadLosses(text=logits, leaf=logits, logits=logits, ce=ce, kl=kl)

@@ -123,7 +123,7 @@ class MethodModule(PromptTuningModule):
             logs["loss_kl"] = kl.detach()
         self.watch.update(self.global_step, {"cross-entropy": ce, "knowledge-guided": kg, "distillation": kl})
         losses = [task] if kl is None else [kl, task]
-        per_loss = parameter_gradients(text, leaf, losses, params, self.loss_scale)
+        per_loss = parameter_gradients(text, leaf, losses, params, self.grad_scale())
         if kl is None:
             grads = self._reduce_all(per_loss[0])
         else:

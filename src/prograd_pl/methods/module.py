@@ -95,7 +95,6 @@ class PromptTuningModule(L.LightningModule):
         self.encoding = encoding
         self.optimizer_factory = optimizer
         self.mixed_dtype = mixed_dtype
-        self.loss_scale = 2.0**14 if mixed_dtype == torch.float16 else 1.0
         if prompt_learner is not None:  # the frozen text tower runs as a copy cast once (not autocast per call)
             prompt_learner.encoder.compute_dtype = mixed_dtype
         # how ProGrad's two gradients are taken (methods/gradients.py): auto = twin on accelerators, else sequential
@@ -108,7 +107,6 @@ class PromptTuningModule(L.LightningModule):
         self.register_buffer("teacher_features", torch.empty(0), persistent=False)
         self._eval_text: torch.Tensor | None = None
         self.steps_done = 0
-        self.skipped_steps = 0
         # counted on the device (read when results or checkpoints are written, never per step)
         self.register_buffer("conflict_count", torch.zeros((), dtype=torch.long), persistent=False)
         if classnames is None and prompt_learner is None:
@@ -171,6 +169,22 @@ class PromptTuningModule(L.LightningModule):
         super().train(mode)
         self.clip.eval()
         return self
+
+    def grad_scale(self) -> float | torch.Tensor:
+        """The fp16 loss scale of Lightning's precision plugin (``16-mixed``) as a device tensor, else 1.0.
+
+        The losses are multiplied by it; the gradients stay scaled and the plugin's GradScaler unscales them,
+        skips a step with an inf/NaN (its one read per step) and adapts the scale, when ``opt.step()`` runs.
+        """
+        scaler = getattr(self._trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+        if scaler is None:
+            return 1.0
+        return scaler.scale(torch.ones((), device=self.logit_scale.device))
+
+    def _no_autocast(self):
+        """Lightning's mixed-precision plugins run the step under autocast; the towers here run copies cast once
+        to the precision's dtype, and the head, losses and projection stay fp32: autocast is switched off."""
+        return torch.autocast(device_type=self.logit_scale.device.type, enabled=False)
 
     def _autocast(self):
         if self.mixed_dtype is None:
@@ -274,7 +288,7 @@ class PromptTuningModule(L.LightningModule):
         ctx = self.prompt_learner.ctx
         img = self.image_features(images)
         teacher = None if self.method == "coop" else self._teacher()
-        scale = self.loss_scale
+        scale = self.grad_scale()
         logs: dict[str, Any] = {}
         if self.method == "prograd" and self.resolve_backward() == "twin":
             (g_general, g_task), head = twin_context_gradients(
@@ -321,21 +335,16 @@ class PromptTuningModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int):
         images, labels = batch
-        opt = self.optimizers()  # LightningOptimizer: its step() advances global_step (max_steps, logging)
-        grad, logs = self.compute_update(images, labels)
+        opt = self.optimizers()  # LightningOptimizer: its step() runs the precision plugin and advances global_step
+        with self._no_autocast():
+            grad, logs = self.compute_update(images, labels)
         # one gradient (the context) or one per learned parameter (e.g. CoCoOp's context and meta-net)
         grads = list(grad) if isinstance(grad, (list, tuple)) else [grad]
         params = self.prompt_learner.learned_parameters()
-        if self.mixed_dtype == torch.float16 and not all(bool(torch.isfinite(g).all()) for g in grads):
-            # fp16 loss scaling (the one read per step it needs): skip the step and lower the scale, as a
-            # GradScaler would
-            self.skipped_steps += 1
-            self.loss_scale /= 2.0
-        else:
-            for param, g in zip(params, grads, strict=True):
-                param.grad = g.to(param.dtype)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        for param, g in zip(params, grads, strict=True):
+            param.grad = g.to(param.dtype)
+        opt.step()  # 16-mixed: the plugin's GradScaler unscales, skips a non-finite step and updates its scale
+        opt.zero_grad(set_to_none=True)
         self.steps_done += 1
         bs = labels.shape[0]
         if "conflict" in logs:
@@ -371,7 +380,8 @@ class PromptTuningModule(L.LightningModule):
             self.on_test_epoch_start()
         # a 2-d batch holds cached, normalised image features (see models/feature_cache.py)
         feats = images.to(self._eval_text.device) if images.dim() == 2 else self.image_features(images)
-        logits = self.logit_scale * feats @ self._eval_text.t()
+        with self._no_autocast():  # fp32 logits under a mixed-precision plugin
+            logits = self.logit_scale * feats.float() @ self._eval_text.t()
         preds = logits.argmax(-1)
         for m in (self.test_acc, self.test_macro_f1, self.test_per_class):
             m.update(preds, labels)
@@ -394,8 +404,8 @@ class PromptTuningModule(L.LightningModule):
         self.watch.check()  # a context that went non-finite is never saved
         learned = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in learned}
-        checkpoint["prograd_pl"] = {"steps_done": self.steps_done, "skipped_steps": self.skipped_steps,
-                                    "conflicts": self.conflicts, "loss_scale": self.loss_scale}  # fmt: skip
+        # (fp16: the loss scaler's state is the precision plugin's, saved by Lightning beside this)
+        checkpoint["prograd_pl"] = {"steps_done": self.steps_done, "conflicts": self.conflicts}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The learned tensors come from the checkpoint, everything frozen from this module (same backbone)."""
@@ -403,6 +413,4 @@ class PromptTuningModule(L.LightningModule):
         checkpoint["state_dict"] = {**{k: v for k, v in self.state_dict().items() if k not in saved}, **saved}
         counters = checkpoint.get("prograd_pl", {})
         self.steps_done = int(counters.get("steps_done", self.steps_done))
-        self.skipped_steps = int(counters.get("skipped_steps", self.skipped_steps))
         self.conflicts = int(counters.get("conflicts", self.conflicts))
-        self.loss_scale = float(counters.get("loss_scale", self.loss_scale))
