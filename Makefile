@@ -40,9 +40,10 @@ lint: install ## ruff lint
 demo: install ## zero-shot vs CoOp vs ProGrad on a mini task, 3 seeds, prints a table
 	$(PY) -m prograd_pl.sweep base2new --experiment mini_demo --summary mini_scenes --data-root $(DATA) --output-root $(OUT)/demo
 
-bench: install ## time and memory of one ProGrad step and one CoCoOp step: plain reference vs ours
+bench: install ## time and memory of one ProGrad step and one CoCoOp step: plain reference vs ours; time to the first error
 	$(PY) benchmarks/bench_cocoop.py
 	$(PY) benchmarks/bench_step.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_cli.py
 
 bench-data: install ## training-loader throughput (decode + augment) at 0/2/4/8 workers vs the model's images/s
 	$(PY) benchmarks/bench_data.py

@@ -16,13 +16,19 @@ def _hydra_main() -> None:
     from prograd_pl.errors import USER_ERRORS
 
     @hydra.main(version_base="1.3", config_path="pkg://prograd_pl.conf", config_name="config")
-    def main(cfg: DictConfig) -> None:
+    def main(cfg: DictConfig) -> dict | None:
+        from prograd_pl.app.logs import capture_run_log, setup_console
+
+        setup_console()  # one console stream, each record once
+        with capture_run_log():  # everything this job logs also goes to <run_dir>/log.txt
+            return job(cfg)  # the result reaches the sweep's summary (prograd_pl.sweep.SweepSummary)
+
+    def job(cfg: DictConfig) -> dict | None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
         from prograd_pl.app.sweep_failures import record_failure
 
-        quiet_open_clip()
         try:
             preflight_weights(cfg)  # a tag not on this machine ends here, before the heavy imports
             from prograd_pl.app.run import run
@@ -37,6 +43,7 @@ def _hydra_main() -> None:
             sys.exit(1)
         print(f"{result['method']} {result['eval_dataset']} ({result['subsample']}): "
               f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}")
+        return result
 
     main()
 
@@ -49,27 +56,15 @@ def preflight_weights(cfg) -> None:
 
     from prograd_pl.app.config import check, resolve
     from prograd_pl.data.registry import quick_check
-    from prograd_pl.models.weights import preflight
 
     resolved = resolve(cfg)
     check(resolved)
+    from prograd_pl.models.weights import preflight  # imports torch (~4 s): only once the options are checked
+
     options = OmegaConf.to_container(resolved.dataset)
     quick_check(str(resolved.dataset.name), str(resolved.data_root), options)
     pretrained = resolved.model.get("pretrained")
     preflight(str(resolved.model.name), None if pretrained is None else str(pretrained))
-
-
-def quiet_open_clip() -> None:
-    """open_clip logs its factory steps at INFO on the root logger (keep only its warnings); Lightning advertises
-    cloud services at every Trainer (drop those tips)."""
-    import logging
-
-    def keep(record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or "open_clip" not in record.pathname
-
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(keep)
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
 
 
 def hoist_multirun(argv: list[str]) -> list[str]:
@@ -106,6 +101,11 @@ def cli(argv: list[str] | None = None) -> int:
         from prograd_pl.data.cli import main as data_main
 
         return data_main(rest)
+    if any(a in ("-h", "--help") for a in argv):  # this page, without importing Hydra or the app
+        from prograd_pl.cli_help import help_text
+
+        print(help_text(SUBCOMMANDS))
+        return 0
     sys.argv = [sys.argv[0], *hoist_multirun(argv)]
     _hydra_main()
     return 0

@@ -8,14 +8,88 @@ are skipped, so rerunning after an interruption only does what is missing.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from prograd_pl.paper import SETTINGS
 
 LAUNCHERS = {"basic": [], "joblib": ["hydra/launcher=local_parallel"], "slurm": ["hydra/launcher=slurm"]}
 MODELS = ("rn50", "vit_b16", "mini")
+
+
+STATUS_FILE = "STATUS.json"
+FAILED_MARKER = "FAILED"  # left by prograd_pl.app.sweep_failures.record_failure
+
+
+def job_status(result: Any, job_dir: Path) -> str:
+    """``ran``, ``skipped`` (a finished run read back) or ``failed`` (a failure marker, or no result)."""
+    if (job_dir / FAILED_MARKER).is_file() or not isinstance(result, dict):
+        return "failed"
+    return "skipped" if result.get("skipped") else "ran"
+
+
+def job_weights(result: Any, config: DictConfig) -> str:
+    """The backbone and its weights: from the result, else from the job's config (a job that failed)."""
+    if isinstance(result, dict) and result.get("backbone"):
+        name, pretrained = result.get("backbone"), result.get("pretrained")
+    else:
+        try:
+            name, pretrained = OmegaConf.select(config, "model.name"), OmegaConf.select(config, "model.pretrained")
+        except Exception:  # noqa: BLE001  (a config that does not resolve: its failure is named elsewhere)
+            return "unknown"
+    return f"{name} ({pretrained or 'random weights'})"
+
+
+def summary_line(statuses: list[dict[str, Any]], n_jobs: int | None = None) -> str:
+    """``sweep: 6 jobs: 3 ran, 2 skipped (finished before), 1 failed; weights: prograd-mini (mini:)``."""
+    counts = Counter(s.get("status") for s in statuses)
+    n_jobs = max(n_jobs or 0, len(statuses))
+    parts = [f"{counts['ran']} ran", f"{counts['skipped']} skipped (finished before)", f"{counts['failed']} failed"]
+    if n_jobs > len(statuses):
+        parts.append(f"{n_jobs - len(statuses)} without a status (killed?)")
+    weights = Counter(s.get("weights", "unknown") for s in statuses)
+    named = ", ".join(w if len(weights) == 1 else f"{w} x{n}" for w, n in weights.items()) or "none"
+    return f"sweep: {n_jobs} job{'s' if n_jobs != 1 else ''}: {', '.join(parts)}; weights: {named}"
+
+
+class SweepSummary(Callback):
+    """Hydra callback: each job leaves ``STATUS.json`` in its Hydra job folder; at the end of the multirun one line
+    counts the jobs that ran, were skipped (finished before) and failed, and names the weights they used."""
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN:
+            return
+        job_dir = Path(hc.runtime.output_dir)
+        ok = job_return.status == JobStatus.COMPLETED
+        result = job_return.return_value if ok else None
+        record = {"status": job_status(result, job_dir), "weights": job_weights(result, config),
+                  "run_dir": result.get("run_dir") if isinstance(result, dict) else None}  # fmt: skip
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / STATUS_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        statuses = []
+        for path in sorted(sweep_dir.glob(f"*/{STATUS_FILE}")):
+            try:
+                statuses.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                statuses.append({"status": "failed", "weights": "unknown"})
+        n_jobs = sum(1 for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()) if sweep_dir.is_dir() else 0
+        print(summary_line(statuses, n_jobs), flush=True)
 
 
 def experiment_name(setting: str, model: str) -> str:
@@ -25,10 +99,18 @@ def experiment_name(setting: str, model: str) -> str:
     return setting if model == "rn50" else f"{setting}_{model}"
 
 
+def quoted(value: str) -> str:
+    """``value`` as a quoted Hydra override value: a path with ``=``, ``,``, spaces or quotes stays one path (not
+    a sweep, not two overrides); backslashes before a quote or at the end are doubled, ``${`` is kept literal."""
+    text = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), str(value))
+    return "'" + text.replace("${", "\\${") + "'"
+
+
 def build_commands(args: argparse.Namespace) -> list[list[str]]:
     """The zero-shot multirun (one seed, shots irrelevant) and the experiment's own multirun."""
     exp = args.experiment or experiment_name(args.setting, args.model)
-    common = [f"data_root={args.data_root}", f"output_root={args.output_root}", *LAUNCHERS[args.launcher]]
+    common = [f"data_root={quoted(args.data_root)}", f"output_root={quoted(args.output_root)}",
+              *LAUNCHERS[args.launcher]]  # fmt: skip
     head = [sys.executable, "-m", "prograd_pl", "-m", f"experiment={exp}", *common]
     user = list(args.overrides)
     cmds = []

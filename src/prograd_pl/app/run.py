@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import prograd_pl
 from prograd_pl import paper
-from prograd_pl.app import components, devices, resume
+from prograd_pl.app import components, devices, logs, resume
 from prograd_pl.app.config import check, compose, dataset_template, resolve
 from prograd_pl.app.evaluate import evaluate
 from prograd_pl.app.identity import (
@@ -29,6 +29,7 @@ from prograd_pl.app.identity import (
     readable_overrides,
     run_dir,
 )
+from prograd_pl.app.threads import apply_threads
 from prograd_pl.atomic import atomic_open
 from prograd_pl.data.base2new import subsample_classes
 from prograd_pl.data.fewshot import fewshot_split
@@ -123,7 +124,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         done = finished(out, ident)
         if done is not None:
             log.info("skipping finished run %s", out)
-            return done
+            return {**done, "skipped": True}
+    container = OmegaConf.to_container(cfg, resolve=True)
+    logs.print_config(container)  # checked above: the values that run, recipe included
     dataset, method, seed = str(cfg.dataset.name), str(cfg.method.name), int(cfg.seed)
     shots = int(ident["shots"])
     epochs = int(ident["trainer"]["max_epochs"])
@@ -141,14 +144,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for sp in (train_splits, *targets.values()):
         check_test_classes(sp)
 
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
     devices.set_math_modes(cfg)
     L.seed_everything(seed, workers=True, verbose=False)
     from prograd_pl.models.backbone import load_backbone
 
     backbone = load_backbone(cfg.model.name, cfg.model.pretrained, fast_image=bool(cfg.model.fast_image),
                              image_bf16=bool(cfg.model.image_bf16), image_compile=bool(cfg.model.image_compile))
+    log.info("torch CPU threads: %d", apply_threads(cfg.threads, backbone.model))
     template = str(cfg.dataset.template)
     learner = None
     if blob is not None:
@@ -163,11 +165,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         module.set_compile(str(cfg.compile))
 
     out.mkdir(parents=True, exist_ok=True)
+    logs.attach_run_log(out)  # <run_dir>/log.txt: what was logged so far, then everything that follows
+    with atomic_open(out / "config.yaml", "w") as fh:
+        fh.write(OmegaConf.to_yaml(container))
     with atomic_open(out / IDENTITY_FILE, "w") as fh:
         fh.write(json.dumps(ident, indent=2, sort_keys=True) + "\n")
     tags = components.run_tags(cfg, shots)
     loggers = components.build_loggers(cfg, out, tags)
-    container = OmegaConf.to_container(cfg, resolve=True)
     components.log_config(loggers, container)
     trainer = components.build_trainer(cfg, loggers, components.build_callbacks(cfg))
 
