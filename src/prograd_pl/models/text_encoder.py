@@ -163,12 +163,13 @@ class PromptTextEncoder(nn.Module):
         suffix = rows.to(dtype).view(1, n * s_len, width).expand(b, -1, -1)
         h = torch.cat([prefix.to(dtype), suffix], dim=1) + tower.positional_embedding[suffixes.positions]
         h = h.view(-1, width)
-        mask = suffixes.mask.to(dtype)
+        keys = p_len + s_len  # the masks' rows are padded to an aligned length (fused GPU kernels want that)
+        mask = suffixes.mask.to(dtype)[:, :keys]
         blocks = list(tower.transformer.resblocks)
         for block in blocks[:-1]:
             h = _packed_block(block, h, b, p_len, mask)
         eot_mask = suffixes.eot_mask.to(dtype)
-        eot_mask = eot_mask if b == 1 else eot_mask.repeat(b, 1, 1, 1)
+        eot_mask = (eot_mask if b == 1 else eot_mask.repeat(b, 1, 1, 1))[..., :keys]
         x = _packed_last_block(blocks[-1], h, b, p_len, suffixes.eot_flat, eot_mask)
         x = _project(tower, tower.ln_final(x))
         return x if single else x.view(b, n, -1)
@@ -181,8 +182,10 @@ class PaddedSuffixes:
 
     ``rows [n, S, d]``: the suffix embeddings; ``positions [P + n*S]``: the position of each packed row (the
     prefix's, then each suffix's); ``eot_flat [n]``: the row of each prompt's EOT among the packed ``P + n*S``
-    rows; ``mask [S, P + S]``: additive, each suffix row sees every prefix key and its own rows up to itself;
-    ``eot_mask [n, 1, 1, P + S]``: what each EOT row sees.
+    rows; ``mask [S, >= P + S]``: additive, each suffix row sees every prefix key and its own rows up to itself;
+    ``eot_mask [n, 1, 1, >= P + S]``: what each EOT row sees.  The masks' last dimension is padded to a multiple
+    of 16 and sliced to ``P + S`` at use, so that their row stride is aligned as the fused attention kernels of a
+    GPU require (an unaligned mask would be copied, or send attention to the unfused kernel, at every call).
     """
 
     rows: torch.Tensor
@@ -201,7 +204,7 @@ def padded_suffixes(suffix: torch.Tensor, eot: torch.Tensor, p_len: int, length:
     positions = torch.cat([torch.arange(p_len), torch.arange(p_len, length).repeat(n)]).to(dev)
     local = (eot.to(dev) - p_len).long()
     eot_flat = p_len + torch.arange(n, device=dev) * s_len + local
-    keys = torch.arange(p_len + s_len, device=dev)
+    keys = torch.arange(-(-(p_len + s_len) // 16) * 16, device=dev)  # padded keys are never seen (-inf)
     causal = keys.unsqueeze(0) <= (p_len + torch.arange(s_len, device=dev)).unsqueeze(1)
     sees = (keys.unsqueeze(0) <= (p_len + local).unsqueeze(1)).view(n, 1, 1, -1)
     zero, inf = torch.zeros((), device=dev), torch.full((), float("-inf"), device=dev)
