@@ -50,7 +50,8 @@ def cached_features(module: Any, loader, cfg: DictConfig, splits: DatasetSplits,
     parts = {
         "backbone": backbone.name, "weights": weights_fingerprint(weights), "dataset": splits.name,
         "image_size": backbone.image_size, "mean": backbone.mean, "std": backbone.std,
-        "transform": "resize-bicubic+centercrop", "precision": str(cfg.trainer.precision), "version": 2,
+        # version 3: bf16/fp16 image features come from a copy of the tower cast once, no longer from autocast
+        "transform": "resize-bicubic+centercrop", "precision": str(cfg.trainer.precision), "version": 3,
         "image_pass": {k: bool(cfg.model.get(k, False)) for k in ("image_bf16", "image_compile")},
     }  # fmt: skip
     if weights is None:
