@@ -84,6 +84,10 @@ def test_one_run_logs_each_line_once_with_epoch_lines_and_log_txt(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sweep: 2 jobs: 1 ran, 1 skipped (finished before), 0 failed; weights: prograd-tiny (random weights)" \
         in proc.stdout  # fmt: skip
+    # a sweep's jobs keep their resolved config to their log.txt, the console gets one line per job
+    assert "resolved config:" not in proc.stdout
+    (seed2,) = [p for p in (tmp_path / "out").rglob("seed2")]
+    assert "  seed: 2" in (seed2 / "log.txt").read_text()
     proc = cli(["dataset=dtd", "-m", "method.lam=abc", *overrides(tmp_path)], tmp_path)
     assert proc.returncode == 1
     assert "sweep: 1 job: 0 ran, 0 skipped (finished before), 1 failed; weights: prograd-tiny" in proc.stdout

@@ -126,6 +126,19 @@ def config_lines(config: Mapping[str, Any]) -> list[str]:
     return [f"{k}: {v}" for k, v in flat.items() if not k.endswith(("_target_", "_partial_"))]
 
 
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``-m``)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except ImportError:
+        return False
+
+
 def print_config(config: Mapping[str, Any]) -> None:
-    """Log the resolved config (recipe values included), one dotted ``key: value`` per line."""
-    log.info("resolved config:\n%s", "\n".join(f"  {line}" for line in config_lines(config)))
+    """Log the resolved config (recipe values included), one dotted ``key: value`` per line. A job of a sweep
+    writes it to its ``log.txt`` only: sixty lines per job would bury the sweep's own lines."""
+    text = "\n".join(f"  {line}" for line in config_lines(config))
+    log.info("resolved config:\n%s", text, extra={"console": not in_multirun()})
