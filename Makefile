@@ -35,7 +35,7 @@ test-all: install ## run every test, slow ones included
 	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff lint
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 
 demo: install ## zero-shot vs CoOp vs ProGrad on a mini task, 3 seeds, prints a table
 	$(PY) -m prograd_pl.sweep base2new --experiment mini_demo --summary mini_scenes --data-root $(DATA) --output-root $(OUT)/demo
@@ -53,10 +53,10 @@ gpu-check: install ## the step benchmark on one GPU (fp32/bf16, RN50/ViT-B/16, 1
 
 bench-mini: install ## base-to-new on every mini task (zero-shot, CoOp, CoCoOp, KD, KgCoOp, ProGrad; 3 seeds) + linear-probe headroom
 	$(PY) -m prograd_pl.sweep base2new --model mini --data-root $(DATA) --output-root $(OUT)/bench-mini
-	$(PY) -m prograd_pl.mini.headroom --shots 16 --seeds 1,2,3 --out $(OUT)/bench-mini/headroom
+	$(PY) tools/mini_headroom.py --shots 16 --seeds 1,2,3 --out $(OUT)/bench-mini/headroom
 
 pretrain-mini: install ## rebuild the mini CLIP weights (deterministic, ~13 min on 2 idle cores)
-	$(PY) -m prograd_pl.mini.pretrain --out src/prograd_pl/assets/prograd_mini.pt
+	$(PY) tools/mini_pretrain.py --out src/prograd_pl/assets/prograd_mini.pt
 
 data-mini: install ## generate the mini datasets under DATA
 	$(PY) -m prograd_pl.mini.generate --data-root $(DATA)

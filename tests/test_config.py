@@ -90,7 +90,7 @@ def test_backbone_follows_the_data():
     assert resolve(compose(["dataset=dtd", "model=vit_b16"])).model.name == "ViT-B-16-quickgelu"
     assert resolve(compose(["dataset=mini_digits", "model=tiny"])).model.name == "prograd-tiny"
     assert resolve(compose([])).model.name == "prograd-mini"  # the offline default
-    from prograd_pl.mini.world import DEFAULT_TASK
+    from prograd_pl.mini.tasks import DEFAULT_TASK
 
     assert compose([]).dataset.name == DEFAULT_TASK
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,12 @@ import torch
 from conftest import compose
 
 from prograd_pl.mini import generate as gen
+from prograd_pl.mini.stream import pretrain_batch
+from prograd_pl.mini.tasks import DEFAULT_TASK, TASKS
 from prograd_pl.mini.weights import WEIGHTS_ENV, MiniWeightsError, check_mini_weights, mini_weights_path
-from prograd_pl.mini.world import DEFAULT_TASK, TASKS, pretrain_batch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))  # the mini world's rebuild tools (mini_pretrain, mini_headroom, ...)
 
 
 def small(name: str = "mini_shapes", per_class=(2, 1, 2)) -> gen.MiniTask:
@@ -56,7 +59,8 @@ PINNED_DIGESTS = {
 
 
 def render_digest(task: gen.MiniTask, items=(0, 1)) -> str:
-    from prograd_pl.mini.world import render_task_item, to_image
+    from prograd_pl.mini.drawing import to_image
+    from prograd_pl.mini.tasks import render_task_item
 
     h = hashlib.sha256()
     for label in range(len(task.classnames)):
@@ -83,7 +87,7 @@ def test_world_is_versioned_and_a_dataset_of_another_version_is_regenerated(tmp_
 
 def test_each_trainable_task_has_a_style_its_templates_do_not_name():
     """The world's headroom: task images come in a style the pretraining captions name, the templates do not."""
-    from prograd_pl.mini.world import STYLES
+    from prograd_pl.mini.styles import STYLES
 
     for task in TASKS.values():
         if task.test_only:
@@ -159,7 +163,8 @@ def test_registry_and_configs_know_the_mini_datasets():
 
 def test_texture_renditions_draw_each_image_in_another_named_style_or_none():
     """The DG target of mini_textures: the same textures in the pretraining's other renditions, never embossed."""
-    from prograd_pl.mini.world import RENDITION_STYLES, STYLES
+    from prograd_pl.mini.styles import STYLES
+    from prograd_pl.mini.tasks import RENDITION_STYLES
 
     assert set(RENDITION_STYLES) - {"none"} <= set(STYLES) and "embossed" not in RENDITION_STYLES
     assert len(RENDITION_STYLES) >= 4
@@ -188,7 +193,8 @@ def test_pretraining_stream_is_deterministic():
 def test_pretraining_captions_use_each_dataset_class_name_at_its_long_tailed_rate():
     """World v5: the captions name a downstream class by the dataset's word at a per-class rate (NAME_RATES in a
     seeded order per task), else by the concept's common alias."""
-    from prograd_pl.mini.world import (
+    from prograd_pl.mini.stream import name_rates, web_words
+    from prograd_pl.mini.vocabulary import (
         ALIASES,
         COLOUR_CLASSES,
         DIGIT_NAMES,
@@ -196,8 +202,6 @@ def test_pretraining_captions_use_each_dataset_class_name_at_its_long_tailed_rat
         SCENES,
         SHAPES,
         TEXTURES,
-        name_rates,
-        web_words,
     )
 
     rates = name_rates()
@@ -225,11 +229,11 @@ def test_committed_weights_give_zero_shot_far_above_chance(tmp_path):
     under names the captions (almost) never use, by design, which keeps their 10-class zero-shot at 1.6-3.4x
     chance (the model card's task table); this set shows what the weights know of the concepts themselves."""
     import open_clip
+    from mini_zeroshot import to_model_input, zero_shot_accuracy
     from PIL import Image
 
     from prograd_pl.data.registry import load_dataset
-    from prograd_pl.mini.pretrain import MODEL_NAME, register_mini_config
-    from prograd_pl.mini.zeroshot import to_model_input, zero_shot_accuracy
+    from prograd_pl.mini.weights import MODEL_NAME, register_mini_config
 
     register_mini_config()
     model = open_clip.create_model(MODEL_NAME, pretrained=str(mini_weights_path())).eval()
@@ -286,7 +290,7 @@ def test_packaged_weights_are_small_fp16():
 
 
 def test_pretraining_runs_deterministically_and_writes_loadable_fp16_weights(tmp_path):
-    from prograd_pl.mini.pretrain import pretrain
+    from mini_pretrain import pretrain
 
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     summary = pretrain(a, steps=2, batch_size=8, warmup=1, workers=0, eval_limit=1)
@@ -298,9 +302,8 @@ def test_pretraining_runs_deterministically_and_writes_loadable_fp16_weights(tmp
 
 
 def test_headroom_probe_picks_c_on_val_and_draws_shots_per_class():
+    from mini_headroom import few_shot_indices, linear_probe
     from sklearn.linear_model import LogisticRegression
-
-    from prograd_pl.mini.headroom import few_shot_indices, linear_probe
 
     labels = np.repeat(np.arange(4), 10)
     idx = few_shot_indices(labels, 3, seed=1)
@@ -325,7 +328,7 @@ def test_headroom_probe_picks_c_on_val_and_draws_shots_per_class():
 
 
 def test_headroom_half_accuracies_score_each_half_among_its_own_classes():
-    from prograd_pl.mini.headroom import half_accuracies
+    from mini_headroom import half_accuracies
 
     labels = np.array([0, 1, 2, 3])
     # image 0 (class 0) prefers class 3 overall, but among the base classes {0, 1} it is right;
@@ -342,7 +345,7 @@ def test_headroom_half_accuracies_score_each_half_among_its_own_classes():
 
 
 def test_headroom_prediction_sinks_find_the_class_absorbing_each_half():
-    from prograd_pl.mini.headroom import prediction_sinks
+    from mini_headroom import prediction_sinks
 
     labels = np.array([0, 0, 1, 1, 2, 2, 3, 3])
     # base half {0, 1}: three of four images go to class 1; new half {2, 3}: balanced, class 2 first on ties.
@@ -363,7 +366,7 @@ def test_headroom_prediction_sinks_find_the_class_absorbing_each_half():
 
 
 def test_headroom_style_scan_rejects_an_unknown_style_before_loading_weights(capsys, monkeypatch):
-    import prograd_pl.mini.headroom as headroom
+    import mini_headroom as headroom
 
     def no_model(*_):
         raise AssertionError("weights loaded before the options were checked")
@@ -373,3 +376,36 @@ def test_headroom_style_scan_rejects_an_unknown_style_before_loading_weights(cap
         headroom.main(["--styles", "negative,sepia"])
     assert exit_info.value.code == 2
     assert "--styles: unknown style sepia" in capsys.readouterr().err
+
+
+def test_mini_package_imports_only_itself_and_errors_and_holds_no_tools():
+    """The dependency direction: data, models and the app read the mini world; it reads none of them."""
+    import ast
+
+    package = REPO / "src" / "prograd_pl" / "mini"
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                assert node.level in (0, 1), f"{path.name}: relative import out of mini/"
+                names = [node.module or ""] if node.level == 0 else []
+            for name in names:
+                if name.split(".")[0] == "prograd_pl":
+                    allowed = name.startswith("prograd_pl.mini") or name == "prograd_pl.errors"
+                    assert allowed, f"{path.name} imports {name}"
+    assert not {"pretrain.py", "headroom.py", "zeroshot.py"} & {p.name for p in package.glob("*.py")}
+
+
+def test_headroom_tool_runs_as_a_script_from_the_repository(tmp_path):
+    """``python tools/mini_headroom.py`` (as ``make bench-mini`` calls it) finds its sibling modules; a bad option
+    is refused before the weights load."""
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "mini_headroom.py"), "--styles", "sepia"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "--styles: unknown style sepia" in proc.stderr, proc.stderr

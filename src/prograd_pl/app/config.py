@@ -47,7 +47,7 @@ def _as_int(value: Any, key: str) -> int:
 
 def _mini_tasks() -> list[str]:
     """The mini world's trainable tasks (not the test-only shifted variants)."""
-    from prograd_pl.mini.world import TASKS
+    from prograd_pl.mini.tasks import TASKS
 
     return [n for n, t in TASKS.items() if not t.test_only]
 

@@ -20,7 +20,8 @@ import time
 import uuid
 from pathlib import Path
 
-from prograd_pl.mini.world import TASKS, MiniTask, render_task_item, to_image
+from prograd_pl.mini.drawing import to_image
+from prograd_pl.mini.tasks import TASKS, MiniTask, render_task_item
 
 GENERATOR_VERSION = 5  # bump when the rendering changes: existing datasets are then regenerated
 MARKER = ".complete"

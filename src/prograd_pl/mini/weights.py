@@ -1,4 +1,5 @@
-"""Where the project's pretrained ``prograd-mini`` weights live, and a check that they are usable."""
+"""Where the project's pretrained ``prograd-mini`` weights live, a check that they are usable, and how open_clip
+learns the ``prograd-mini`` architecture (``register_mini_config``)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ from pathlib import Path
 
 from prograd_pl.errors import MiniWeightsError
 
+MODEL_NAME = "prograd-mini"
+MODEL_CONFIG = Path(__file__).resolve().parents[1] / "models" / "model_configs" / f"{MODEL_NAME}.json"
 WEIGHTS_FILE = Path(__file__).resolve().parents[1] / "assets" / "prograd_mini.pt"
 WEIGHTS_ENV = "PROGRAD_MINI_WEIGHTS"  # optional override of the file
-REBUILD = (
-    "make pretrain-mini"  # = python -m prograd_pl.mini.pretrain --out src/prograd_pl/assets/prograd_mini.pt
-)
+REBUILD = "make pretrain-mini"  # = python tools/mini_pretrain.py --out src/prograd_pl/assets/prograd_mini.pt
 
 _checked: dict[tuple[str, int, int], bool] = {}
 
 
+def register_mini_config() -> None:
+    """Make ``prograd-mini`` known to open_clip (idempotent)."""
+    import open_clip
+
+    if MODEL_NAME not in open_clip.list_models():
+        open_clip.add_model_config(MODEL_CONFIG)
 
 
 def _fail(path: Path, problem: str) -> MiniWeightsError:
@@ -79,8 +86,6 @@ def _expected_shapes() -> dict[str, tuple[int, ...]]:
 
     import open_clip
     import torch
-
-    from prograd_pl.mini.pretrain import MODEL_NAME, register_mini_config
 
     def not_random_init(record: logging.LogRecord) -> bool:
         return "initialized randomly" not in record.getMessage()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prograd_pl.mini.generate import IMAGE_DIR, generate_task, split_file_name
-from prograd_pl.mini.world import DEFAULT_TASK, TASKS, MiniTask
+from prograd_pl.mini.tasks import TASKS, MiniTask
 
 from ..base import DatasetInfo, DatasetSplits, read_json_dataset
 
@@ -43,4 +43,3 @@ MINI_DATASETS: dict[str, DatasetInfo] = {
     )
     for name, task in TASKS.items()
 }
-DEFAULT_DATASET = DEFAULT_TASK  # what `python -m prograd_pl` runs with no overrides

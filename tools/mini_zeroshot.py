@@ -1,4 +1,4 @@
-"""Zero-shot classification with a CLIP model on mini-world images (used by pretraining and the tests)."""
+"""Zero-shot classification with a CLIP model on mini-world images (used by the mini tools and the tests)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from open_clip.constants import OPENAI_DATASET_MEAN as CLIP_MEAN
+from open_clip.constants import OPENAI_DATASET_STD as CLIP_STD
 from PIL import Image
 
-from prograd_pl.mini.world import MODEL_SIZE, MiniTask, render_task_item, to_image
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from prograd_pl.mini.drawing import MODEL_SIZE, to_image
+from prograd_pl.mini.tasks import MiniTask, render_task_item
 
 
 def to_model_input(images: Sequence[Image.Image] | np.ndarray, size: int = MODEL_SIZE) -> torch.Tensor:

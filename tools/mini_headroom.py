@@ -5,9 +5,9 @@ information that the hand-written prompt's text embedding does not use. A linear
 L2-normalised image features, its regularisation chosen on the val split, as CoOp's ``lpclip``) measures how much
 there is: on real CLIP it beats zero-shot by 10-20 points on most of the paper's datasets.
 
-    python -m prograd_pl.mini.headroom --shots 16 --seeds 1,2,3          # the packaged prograd-mini weights
-    python -m prograd_pl.mini.headroom --weights other.pt --out headroom.md
-    python -m prograd_pl.mini.headroom --styles all --seeds 1    # every task in every style (world design)
+    python tools/mini_headroom.py --shots 16 --seeds 1,2,3     # the packaged prograd-mini weights
+    python tools/mini_headroom.py --weights other.pt --out headroom.md
+    python tools/mini_headroom.py --styles all --seeds 1       # every task in every style (world design)
 
 Images are rendered in memory with the same pixels as the generated datasets (``render_task_item``), at the
 model's input size, without augmentation.
@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mini_zeroshot import class_text_features, render_split
 
 from prograd_pl.data.base2new import base_class_count
 from prograd_pl.methods.linear_probe import fit_logistic, search_regularisation
-from prograd_pl.mini.world import STYLES, TASKS, MiniTask
-from prograd_pl.mini.zeroshot import class_text_features, render_split
+from prograd_pl.mini.styles import STYLES
+from prograd_pl.mini.tasks import TASKS, MiniTask
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 PROBE_MAX_ITER = 2000
@@ -38,8 +39,7 @@ def load_mini(weights: str | Path | None = None):
     """The prograd-mini model (eval mode) and its tokenizer; ``weights`` defaults to the packaged file."""
     import open_clip
 
-    from prograd_pl.mini.pretrain import MODEL_NAME, register_mini_config
-    from prograd_pl.mini.weights import mini_weights_path
+    from prograd_pl.mini.weights import MODEL_NAME, mini_weights_path, register_mini_config
 
     register_mini_config()
     path = str(weights) if weights is not None else str(mini_weights_path())
@@ -124,7 +124,9 @@ def half_accuracies(scores: np.ndarray, labels: np.ndarray, n_base: int) -> tupl
     return 100.0 * float((p_base == y_base).mean()), 100.0 * float((p_new == y_new).mean())
 
 
-def prediction_sinks(scores: np.ndarray, labels: np.ndarray, n_base: int) -> tuple[tuple[int, float], tuple[int, float]]:
+def prediction_sinks(
+    scores: np.ndarray, labels: np.ndarray, n_base: int
+) -> tuple[tuple[int, float], tuple[int, float]]:
     """Per half (scored among its own classes, as :func:`half_accuracies`), the class that takes the largest share
     of the zero-shot predictions and that share (%): ``((base class, %), (new class, %))``.
 
@@ -165,7 +167,13 @@ def task_headroom(model, tokenizer, task: MiniTask, shots: int, seeds: Sequence[
 
 
 def style_scan(
-    model, tokenizer, task: MiniTask, styles: Sequence[str | None], shots: int = 16, base_shots: int = 4, seed: int = 1
+    model,
+    tokenizer,
+    task: MiniTask,
+    styles: Sequence[str | None],
+    shots: int = 16,
+    base_shots: int = 4,
+    seed: int = 1,
 ) -> list[dict]:
     """Headroom of ``task`` drawn in each of ``styles`` (``None``: unstyled), one probe seed.
 
@@ -244,9 +252,7 @@ def headroom_table(rows: list[dict], shots: int, n_seeds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m prograd_pl.mini.headroom", description=__doc__.split("\n\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="python tools/mini_headroom.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=None, help="default: the packaged prograd-mini weights")
     p.add_argument("--tasks", default=",".join(n for n, t in TASKS.items() if not t.test_only))
     p.add_argument("--shots", type=int, default=16)
@@ -268,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         names = ["none", *STYLES] if a.styles == "all" else a.styles.split(",")
         unknown = [n for n in names if n != "none" and n not in STYLES]
         if unknown:
-            p.error(f"--styles: unknown style {', '.join(unknown)} (expected all, none or {', '.join(STYLES)})")
+            p.error(
+                f"--styles: unknown style {', '.join(unknown)} (expected all, none or {', '.join(STYLES)})"
+            )
         styles = [None if n == "none" else n for n in names]
     model, tokenizer = load_mini(a.weights)
     if styles:

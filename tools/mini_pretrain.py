@@ -1,11 +1,11 @@
 """Pretrain the project's small CLIP (``prograd-mini``) on the procedural mini world.
 
 CLIP's symmetric contrastive loss (repeated captions count as joint positives), AdamW with linear warmup and
-cosine decay, on an endless stream of drawn image-caption pairs (``prograd_pl.mini.world``). Deterministic: the
+cosine decay, on an endless stream of drawn image-caption pairs (``prograd_pl.mini.stream``). Deterministic: the
 data of step ``s`` depends only on (seed, s); torch is seeded and uses deterministic algorithms. About 13 minutes
 with one torch thread plus one data process (2 CPU cores).
 
-    python -m prograd_pl.mini.pretrain --out src/prograd_pl/assets/prograd_mini.pt   # = make pretrain-mini
+    python tools/mini_pretrain.py --out src/prograd_pl/assets/prograd_mini.pt   # = make pretrain-mini
 
 The output is an fp16 state_dict that loads with ``open_clip.create_model("prograd-mini", pretrained=PATH)``.
 """
@@ -22,19 +22,12 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
+from mini_zeroshot import render_split, to_model_input, zero_shot_accuracy
 
 from prograd_pl.atomic import atomic_open
-from prograd_pl.mini.world import TASKS, pretrain_batch
-from prograd_pl.mini.zeroshot import render_split, to_model_input, zero_shot_accuracy
-
-MODEL_NAME = "prograd-mini"
-MODEL_CONFIG = Path(__file__).resolve().parents[1] / "models" / "model_configs" / f"{MODEL_NAME}.json"
-
-
-def register_mini_config() -> None:
-    """Make ``prograd-mini`` known to open_clip (idempotent)."""
-    if MODEL_NAME not in open_clip.list_models():
-        open_clip.add_model_config(MODEL_CONFIG)
+from prograd_pl.mini.stream import pretrain_batch
+from prograd_pl.mini.tasks import TASKS
+from prograd_pl.mini.weights import MODEL_NAME, register_mini_config
 
 
 class PairStream(torch.utils.data.IterableDataset):
