@@ -17,12 +17,8 @@ DATASETS: tuple[str, ...] = (
 
 DG_TARGETS: tuple[str, ...] = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 XD_TARGETS: tuple[str, ...] = tuple(d for d in DATASETS if d != "imagenet")
-SOURCE_DATASET = "imagenet"  # the training set of the dg and xd settings
 SHOTS: tuple[int, ...] = (1, 2, 4, 8, 16)
 SEEDS: tuple[int, ...] = (1, 2, 3)
-
-BACKBONE = {"name": "RN50-quickgelu", "pretrained": "openai"}
-"""The paper's backbone (OpenAI CLIP ResNet-50, QuickGELU), the default for the real datasets."""
 
 LAMBDA_08_DATASETS: tuple[str, ...] = ("oxford_flowers", "dtd", "eurosat")
 TABLE_ORDER: tuple[str, ...] = (*DATASETS, *DG_TARGETS)

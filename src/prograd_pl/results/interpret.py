@@ -17,9 +17,6 @@ import torch
 from prograd_pl.errors import UserError
 from prograd_pl.models.checkpoint import CHECKPOINT_NAME, read_checkpoint
 
-# (token id, decoded word, distance or similarity)
-Neighbour = tuple[int, str, float]
-
 
 def nearest_words(
     ctx: torch.Tensor,
