@@ -288,14 +288,22 @@ def test_fewshot_cache_atomic_write(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ('{"dataset": "dtd", "shots": 4, "train": [], "val": []}', "shots=4"),
     ],
 )
-def test_fewshot_bad_cache_is_named(tmp_path: Path, content: str, match: str) -> None:
+def test_fewshot_bad_cache_is_named_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str, match: str
+) -> None:
+    # a damaged cache is never trusted (issue 25): one warning names it and why, and the subset is drawn again
     build_tree("dtd", tmp_path)
     cache = cache_file(tmp_path / "dtd", 2, 1)
     cache.parent.mkdir(parents=True)
     cache.write_text(content)
-    with pytest.raises(DatasetError, match=match) as err:
-        fewshot_split(load_dataset("dtd", tmp_path), 2, seed=1, data_root=tmp_path)
-    assert str(cache) in str(err.value)
+    with caplog.at_level("WARNING", logger="prograd_pl.data.fewshot"):
+        fs = fewshot_split(load_dataset("dtd", tmp_path), 2, seed=1, data_root=tmp_path)
+    (warned,) = [r.getMessage() for r in caplog.records if "rebuilding the few-shot cache" in r.getMessage()]
+    assert str(cache) in warned and match in warned and "\n" not in warned
+    fresh = fewshot_split(load_dataset("dtd", tmp_path), 2, seed=1)
+    assert fs.train == fresh.train and fs.val == fresh.val
+    full = load_dataset("dtd", tmp_path)
+    assert json.loads(cache.read_text())["source_sha256"] == fewshot_mod.source_digest(full, tmp_path / "dtd")
 
 
 # --- CoOp pickles --------------------------------------------------------------------------------

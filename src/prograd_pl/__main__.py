@@ -41,6 +41,13 @@ def _hydra_main() -> None:
                 record_failure(hc.runtime.output_dir, str(err), list(hc.overrides.task))
                 return  # the other jobs run; the sweep exits 1 at its end (ReportFailedJobs)
             sys.exit(1)
+        except Exception as err:  # a job of a sweep that failed otherwise: named at the sweep's end, traceback kept
+            hc = HydraConfig.get()
+            if hc.mode != RunMode.MULTIRUN or cfg.get("continue_on_error", True) is not True:
+                raise
+            reason = record_failure(hc.runtime.output_dir, err, list(hc.overrides.task))
+            print(f"prograd_pl: error: {reason}", file=sys.stderr)
+            return None
         print(f"{result['method']} {result['eval_dataset']} ({result['subsample']}): "
               f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}")
         return result
@@ -107,7 +114,17 @@ def cli(argv: list[str] | None = None) -> int:
         print(help_text(SUBCOMMANDS))
         return 0
     sys.argv = [sys.argv[0], *hoist_multirun(argv)]
-    _hydra_main()
+    try:
+        from prograd_pl.app.precheck import precheck
+
+        problem = precheck(argv, preflight_weights)  # before Hydra creates <output_root>/.hydra/...
+        if problem is not None:
+            print(f"prograd_pl: error: {problem}", file=sys.stderr)
+            return 1
+        _hydra_main()
+    except KeyboardInterrupt:  # Ctrl-C outside training (which saves and exits 130 itself): no traceback
+        print("prograd_pl: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -9,18 +9,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from prograd_pl.errors import disk_error
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success flush, fsync and rename it onto ``path``.
 
-    On any error the temporary file is removed and ``path`` keeps its previous content.  The file gets the
+    On any error the temporary file is removed and ``path`` keeps its previous content; a full or read-only file
+    system is reported as :class:`~prograd_pl.errors.DiskError` (one sentence naming ``path``).  The file gets the
     usual permissions (``0666 & ~umask``) rather than ``mkstemp``'s 0600, since data roots and output trees
     are often shared.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise (disk_error(err, path) or err) from err
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -31,7 +37,10 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        disk = disk_error(err, path) if isinstance(err, Exception) else None
+        if disk is not None and disk is not err:
+            raise disk from err
         raise

@@ -5,6 +5,8 @@ Defined here, at the bottom of the import graph, so that every package raises th
 
 from __future__ import annotations
 
+import errno
+
 
 class UserError(ValueError):
     """Bad input from the user; the message is one sentence naming the option or file and what was expected."""
@@ -36,6 +38,30 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 class MiniWeightsError(UserError, FileNotFoundError):
     """The prograd-mini weights file is missing or unusable; the message names it and how to rebuild it."""
+
+
+class DiskError(UserError, OSError):
+    """A file could not be written (full, read-only or over-quota file system); the message names the file. The
+    previous content of the file is kept and no temporary file is left."""
+
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG)
+"""The ``errno`` values of a file system that cannot take a write (reported as :class:`DiskError`)."""
+
+
+def disk_error(err: BaseException, path: object) -> DiskError | None:
+    """A :class:`DiskError` naming ``path`` when ``err`` (or what caused it) is a full or read-only file system."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, DiskError):
+            return cause
+        if isinstance(cause, OSError) and cause.errno in DISK_ERRNOS:
+            reason = cause.strerror or errno.errorcode.get(cause.errno or 0, "error")
+            disk = DiskError(f"cannot write {path}: {reason}; the previous file is kept.")
+            disk.errno = cause.errno
+            return disk
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError,)

@@ -6,6 +6,7 @@ Registering the resolvers is a side effect of importing this module; everything 
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from pathlib import Path
@@ -103,6 +104,22 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
+LIST_KEYS = ("eval_datasets",)
+"""Options that hold a list; a single value given for one (``eval_datasets=mini_colors``) is a list of one."""
+
+
+def single_values_as_lists(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with a single value of a list option (:data:`LIST_KEYS`) turned into a one-element list, in place
+    (read character by character otherwise)."""
+    for key in LIST_KEYS:
+        if key not in cfg or OmegaConf.is_interpolation(cfg, key):
+            continue
+        value = cfg.get(key)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            cfg[key] = [value]
+    return cfg
+
+
 def resolve(cfg: DictConfig) -> DictConfig:
     """A resolved copy of ``cfg`` without Hydra's own node.
 
@@ -113,6 +130,7 @@ def resolve(cfg: DictConfig) -> DictConfig:
 
     plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     plain.pop("hydra", None)
+    single_values_as_lists(plain)
     try:
         OmegaConf.resolve(plain)
     except OmegaConfBaseException as err:
@@ -128,6 +146,14 @@ def resolve(cfg: DictConfig) -> DictConfig:
 
 # ---- checking -----------------------------------------------------------------------------------------------
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed")
+MAX_SEED = 2**32 - 1
+"""NumPy's (and so Lightning's ``seed_everything``) largest seed."""
+RUN_SUFFIX_CHARS = 320
+"""Room a run needs below ``output_root``: ``<setting>/<dataset>/<method>/<backbone>/shots<k>/cfg-<digest>/seed<s>``
+plus ``evals/<dataset>-<subset>/`` and a temporary file's name."""
+MIN_FREE_BYTES = 64 << 20
+"""Free space ``output_root`` must offer before a run starts: its checkpoints (the learned context, ``last.ckpt``
+with the optimiser's state), results and logs are a few MiB; the feature cache only warns when it runs out."""
 
 
 def _check_int(cfg: DictConfig, key: str, low: int | None = None, what: str = "") -> None:
@@ -159,7 +185,9 @@ def check(cfg: DictConfig) -> None:
 
     _check_choice(cfg, "setting", paper.SETTINGS)
     _check_int(cfg, "shots", 1, " (labelled images per class)")
-    _check_int(cfg, "seed", 0)
+    _check_int(cfg, "seed", 0, f" and <= {MAX_SEED}")
+    if cfg.seed > MAX_SEED:
+        raise ConfigError(f"seed must be an integer >= 0 and <= {MAX_SEED} (NumPy's seed range), got seed={cfg.seed}.")
     dataset = str(cfg.dataset.name)
     info = get_dataset_info(dataset)
     method = str(cfg.method.name)
@@ -167,10 +195,14 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(
             f"dataset={dataset} is test-only; train on imagenet with setting=dg to evaluate on it, or pass ckpt=."
         )
-    for name in cfg.eval_datasets or []:
-        get_dataset_info(str(name))
     if cfg.eval_datasets is not None and not isinstance(cfg.eval_datasets, (list, ListConfig)):
         raise ConfigError(f"eval_datasets must be a list of dataset names, got {cfg.eval_datasets!r}.")
+    for name in cfg.eval_datasets or []:
+        get_dataset_info(str(name))
+    if method == "zeroshot" and cfg.ckpt is not None:
+        raise ConfigError(f"method=zeroshot evaluates the hand-crafted prompt and cannot use ckpt={cfg.ckpt}; pass "
+                          "the method the checkpoint was trained with (method=coop, prograd, ...).")  # fmt: skip
+    _check_choice(cfg, "ckpt_classes", ("check", "ignore"))
     _check_choice(cfg, "trainer.precision", PRECISIONS)
     if str(cfg.trainer.precision) == "16-mixed" and str(cfg.trainer.get("accelerator")) == "cpu":
         raise ConfigError(
@@ -227,12 +259,18 @@ def check(cfg: DictConfig) -> None:
         value = cfg.get(key)
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key} must be a folder path, got {key}={value!r}.")
+        _check_path_length(key, value, RUN_SUFFIX_CHARS if key == "output_root" else 0)
         if Path(value).exists() and not Path(value).is_dir():
             raise ConfigError(f"{key}={value} is a file; expected a folder.")
     if not _writable(Path(cfg.output_root)):
         raise ConfigError(f"output_root={cfg.output_root} is not writable; expected a folder this user can write.")
     _check_accelerator(cfg)
+    _check_devices(cfg)
+    _check_strategy(cfg)
+    _check_checkpointing(cfg)
+    _check_targets(cfg)
     _check_weights_file(cfg)
+    _check_output_disk(cfg)
 
 
 def _writable(folder: Path) -> bool:
@@ -295,3 +333,153 @@ def _check_context_fits(cfg: DictConfig) -> None:
             f"method.prompt.n_ctx={n_ctx} does not fit model {cfg.model.name}'s text context of {length} tokens "
             f"(start + context + class name + end); expected n_ctx <= {int(length) - 3}."
         )
+
+
+def _check_devices(cfg: DictConfig) -> None:
+    """``trainer.devices``: a count >= 1 on the CPU (Lightning would read -1 as "every core as a process"); on GPUs a
+    count, -1 (all), ``auto`` or a list of indices, no more than are visible."""
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    value = cfg.trainer.get("devices", 1)
+    if isinstance(value, ListConfig):
+        value = list(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if value == "auto":
+        return
+    on_cpu = accelerator == "cpu"
+    ok_count = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or (value == -1 and not on_cpu))
+    ok_list = (isinstance(value, list) and bool(value) and not on_cpu
+               and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value))  # fmt: skip
+    if not (ok_count or ok_list):
+        expected = ("a number of processes >= 1 (or auto)" if on_cpu
+                    else "a number of devices >= 1, -1 (all), auto or a list of device indices")  # fmt: skip
+        raise ConfigError(f"trainer.devices={value!r} with trainer.accelerator={accelerator}; expected {expected}.")
+    if accelerator in ("gpu", "cuda") and isinstance(value, int) and value > 1:
+        import torch
+
+        visible = torch.cuda.device_count()
+        if value > visible:
+            raise ConfigError(f"trainer.devices={value} but only {visible} GPU(s) are visible; expected at most {visible}.")
+    if "num_nodes" in cfg.trainer:
+        _check_int(cfg, "trainer.num_nodes", 1)
+
+
+def _check_strategy(cfg: DictConfig) -> None:
+    """``trainer.strategy``: ``auto``, a name Lightning registers (``ddp``, ``fsdp`` ...) or a ``_target_`` node."""
+    value = cfg.trainer.get("strategy", "auto")
+    if isinstance(value, DictConfig):
+        if "_target_" not in value:
+            raise ConfigError("trainer.strategy must be a strategy name or a node with a _target_, got a node without one.")
+        return
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    names = ["auto", *StrategyRegistry.available_strategies()]
+    if str(value) not in names:
+        raise ConfigError(f"trainer.strategy='{value}' is not a Lightning strategy; expected auto, ddp, ddp_spawn, "
+                          "fsdp, deepspeed or trainer=ddp.")  # fmt: skip
+
+
+def _check_checkpointing(cfg: DictConfig) -> None:
+    """The ``checkpoint`` node: ``every_n_epochs`` >= 1, ``resume`` and ``keep_last`` true or false, ``grace_s`` > 0
+    or null."""
+    node = cfg.get("checkpoint")
+    if node is None:
+        return
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"checkpoint must be a node (resume, every_n_epochs, keep_last), got checkpoint={node!r}.")
+    unknown = sorted(set(node) - {"resume", "every_n_epochs", "keep_last", "grace_s"})
+    if unknown:
+        raise ConfigError(f"checkpoint.{unknown[0]} is not an option; expected resume, every_n_epochs, keep_last or "
+                          "grace_s.")  # fmt: skip
+    if "every_n_epochs" in node:
+        _check_int(cfg, "checkpoint.every_n_epochs", 1)
+    if node.get("grace_s") is not None:
+        _check_number(cfg, "checkpoint.grace_s", 0.0, strict_low=True)
+    for key in ("resume", "keep_last"):
+        if not isinstance(node.get(key, True), bool):
+            raise ConfigError(f"checkpoint.{key} must be true or false, got checkpoint.{key}={node.get(key)!r}.")
+
+
+_HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+
+
+def _check_targets(cfg: DictConfig) -> None:
+    """Every option of a node built with ``_target_`` (method, prompt, optimiser, data, trainer, loggers,
+    callbacks) must be a parameter of what it builds: ``+method.lamda=0.5`` is named here, not as a TypeError after
+    the run folder exists."""
+    for key in ("method", "data", "trainer", "logger", "callbacks"):
+        node = cfg.get(key)
+        if isinstance(node, DictConfig):
+            _check_target_node(node, key)
+
+
+def _check_target_node(node: DictConfig, where: str) -> None:
+    import inspect
+
+    from hydra.utils import get_object
+
+    if "_target_" in node:
+        target = str(node._target_)
+        try:
+            obj = get_object(target)
+        except Exception as err:  # noqa: BLE001 - any import failure is the same sentence
+            raise ConfigError(f"{where}._target_={target} cannot be imported ({type(err).__name__}).") from None
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):  # a builtin without a signature: nothing to compare
+            params = None
+        if params is not None and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            names = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            unknown = [k for k in node if k not in _HYDRA_KEYS and k not in names]
+            if unknown:
+                close = difflib.get_close_matches(str(unknown[0]), names, n=1)
+                listed = ", ".join(names) if len(names) <= 12 else f"{', '.join(names[:12])} ..."
+                hint = f"did you mean {where}.{close[0]}?" if close else f"expected one of {listed}."
+                raise ConfigError(f"{where}.{unknown[0]} is not an option of {target}; {hint}")
+    for key, child in node.items():
+        if isinstance(child, DictConfig) and (key not in _HYDRA_KEYS):
+            _check_target_node(child, f"{where}.{key}")
+
+
+def _check_path_length(key: str, value: str, room: int = 0) -> None:
+    """No part of the path longer than the file system allows, and room below it for what a run writes."""
+    path = Path(value).expanduser().absolute()
+    probe = path
+    while not os.path.exists(probe) and probe.parent != probe:  # (os.path: no ENAMETOOLONG raised)
+        probe = probe.parent
+    try:
+        name_max = os.pathconf(probe, "PC_NAME_MAX")
+        path_max = os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise ConfigError(f"{key} has a folder name of {len(os.fsencode(part))} bytes ('{part[:40]}...'); the "
+                              f"file system allows {name_max}.")  # fmt: skip
+    if len(os.fsencode(str(path))) + room > path_max:
+        raise ConfigError(f"{key} is {len(os.fsencode(str(path)))} bytes long; runs need it shorter than "
+                          f"{path_max - room} bytes (the file system's limit is {path_max}).")  # fmt: skip
+
+
+def _nearest_existing(folder: Path) -> Path:
+    folder = folder.expanduser().absolute()
+    while not os.path.exists(folder) and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
+def _check_output_disk(cfg: DictConfig) -> None:
+    """``output_root`` (or the folder it will be created in) must be on a writable file system with room for a run,
+    checked before anything is written."""
+    folder = _nearest_existing(Path(str(cfg.output_root)))
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return
+    if stat.f_flag & os.ST_RDONLY:
+        raise ConfigError(f"output_root={cfg.output_root} is on a read-only file system ({folder}); expected a folder "
+                          "that can be written.")  # fmt: skip
+    free = stat.f_bavail * stat.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(f"output_root={cfg.output_root} has {free >> 20} MiB free on its file system; a run needs "
+                          f"at least {MIN_FREE_BYTES >> 20} MiB.")  # fmt: skip

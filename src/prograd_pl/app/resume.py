@@ -4,7 +4,9 @@ The checkpoint is Lightning's own (loops, optimiser, counters) with the module's
 ``PromptTuningModule.on_save_checkpoint``; :class:`ResumeState` adds every random state the next epoch draws from
 (torch, CUDA, Python, NumPy and the train loader's shuffling generator), so a resumed run continues exactly as an
 uninterrupted one would. Files are written to a temporary name and renamed: a run killed at any moment leaves the
-previous complete ``last.ckpt`` or the new one, never a half-written file.
+previous complete ``last.ckpt`` or the new one, never a half-written file; a full or read-only disk leaves the
+previous one and no temporary file. A ``last.ckpt`` that cannot resume the run (truncated, empty, crafted, of other
+tensors) is moved aside to ``last.ckpt.corrupt-<time>`` with one warning and the run trains from the start.
 
 SIGTERM (``scancel``, a preempting scheduler) ends the run with exit status 143 after the last completed epoch's
 checkpoint is on disk; on SLURM, Lightning's ``SLURMEnvironment(auto_requeue=True)`` saves and requeues on the
@@ -17,7 +19,10 @@ import contextlib
 import logging
 import os
 import random
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from prograd_pl.errors import disk_error
 
 log = logging.getLogger("prograd_pl")
 
@@ -115,6 +122,49 @@ class ResumeState(Callback):
         save_atomically(trainer, self.path)
 
 
+class Escalation(Callback):
+    """A run that cannot reach its next save point still ends: after the first SIGTERM/SIGINT (Lightning then stops
+    at the next epoch boundary), a second one, or ``grace_s`` seconds without reaching it, ends the process at once
+    with 143/130. The last complete ``last.ckpt`` resumes the run (a hung collective, a stuck data loader).
+
+    Installed at ``on_train_start``, after Lightning's own handlers, which it calls on the first signal.
+    """
+
+    def __init__(self, grace_s: float | None = 600.0) -> None:
+        self.grace_s = grace_s
+        self._fired = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig, code in ((signal.SIGTERM, SIGTERM_EXIT), (signal.SIGINT, SIGINT_EXIT)):
+            signal.signal(sig, self._handler(signal.getsignal(sig), code))
+
+    def _handler(self, previous: Any, code: int) -> Any:
+        def handle(signum: int, frame: Any) -> None:
+            if self._fired:
+                _end_now(code, "a second signal")
+            self._fired = True
+            if self.grace_s is not None:
+                timer = threading.Timer(float(self.grace_s), _end_now, args=(code, f"{self.grace_s:g} s of grace"))
+                timer.daemon = True
+                timer.start()
+            if callable(previous):
+                previous(signum, frame)
+            elif signum == signal.SIGINT:
+                raise KeyboardInterrupt
+
+        return handle
+
+
+def _end_now(code: int, why: str) -> None:
+    """Leave at once (no epoch boundary to wait for): the last complete ``last.ckpt`` resumes the run."""
+    sys.stderr.write(f"prograd_pl: stopped after {why} without reaching a save point (exit {code}); the last "
+                     "complete last.ckpt resumes the run\n")  # fmt: skip
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
@@ -122,21 +172,64 @@ def _as_tuple(x: Any) -> Any:
 def save_atomically(trainer: L.Trainer, path: Path) -> None:
     """``trainer.save_checkpoint`` to a temporary name beside ``path``, then rename (every rank must call it)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)
-    if trainer.is_global_zero:
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+    try:
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+    except Exception as err:  # a full or read-only disk: the previous last.ckpt stays, no temporary is left
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise (disk_error(err, path) or err) from err
     trainer.strategy.barrier("prograd_pl_last_ckpt")
 
 
+def resume_problem(path: Path, module: L.LightningModule, n_generators: int) -> str | None:
+    """Why the checkpoint ``path`` cannot resume this run (it does not load, is not a Lightning checkpoint of this
+    module's learned tensors, or carries another number of loader states), None when it can."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, empty, not a zip, a crafted pickle: all the same
+        return f"it does not load ({type(err).__name__})"
+    if not isinstance(blob, dict):
+        return "it is not a Lightning checkpoint"
+    missing = [k for k in ("state_dict", "optimizer_states", "loops", "epoch", "global_step") if k not in blob]
+    if missing:
+        return f"it is not a Lightning checkpoint (no '{missing[0]}')"
+    learned = {name: p for name, p in module.named_parameters() if p.requires_grad}
+    state = blob["state_dict"]
+    if not isinstance(state, dict) or set(state) != set(learned):
+        return "it holds other tensors than this run learns"
+    for name, p in learned.items():
+        value = state[name]
+        if not isinstance(value, torch.Tensor) or value.shape != p.shape:
+            return f"its {name} has another shape than this run's"
+        if not bool(torch.isfinite(value).all()):
+            return f"its {name} is not finite"
+    states = [v for k, v in (blob.get("callbacks") or {}).items() if str(k).startswith(ResumeState.__name__)]
+    if states and (not isinstance(states[0], dict) or len(states[0].get("generators") or []) != n_generators):
+        return "its random states belong to another loader"
+    return None
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Move a checkpoint that cannot resume to ``<name>.corrupt-<time>`` (kept for a look, never read again)."""
+    target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(path, target)
+    log.warning("%s cannot resume the run (%s); moved to %s, training from the start", path, reason, target.name)
+    return target
+
+
 def fit(trainer: L.Trainer, module: L.LightningModule, loader: Any, run_dir: Path,
-        every_n_epochs: int = 1, enabled: bool = True, start_over: bool = False) -> int:  # fmt: skip
+        every_n_epochs: int = 1, enabled: bool = True, start_over: bool = False,
+        grace_s: float | None = 600.0) -> int:  # fmt: skip
     """``trainer.fit`` that writes ``<run_dir>/last.ckpt`` while training and resumes from it when it exists.
 
     Returns the number of epochs the run resumed after (0 for a fresh start). SIGTERM ends the process with
     status 143 once the last completed epoch's state is on disk. ``start_over`` (``redo=true``) ignores and
-    replaces an existing ``last.ckpt``.
+    replaces an existing ``last.ckpt``. A second SIGTERM/SIGINT, or ``grace_s`` seconds after the first, ends a run
+    that cannot reach its next save point (:class:`Escalation`).
     """
     last = Path(run_dir) / LAST_NAME
     if start_over and trainer.is_global_zero:
@@ -147,12 +240,22 @@ def fit(trainer: L.Trainer, module: L.LightningModule, loader: Any, run_dir: Pat
     trainer._default_root_dir = str(run_dir)
     ckpt_path = None
     if enabled:
-        trainer.callbacks.append(ResumeState(last, every_n_epochs, loader_generators(loader)))
-        found = [p for p in (last, *Path(run_dir).glob("hpc_ckpt_*.ckpt")) if p.is_file()]
+        generators = loader_generators(loader)
+        trainer.callbacks.append(ResumeState(last, every_n_epochs, generators))
+        found = []
+        for path in (last, *Path(run_dir).glob("hpc_ckpt_*.ckpt")):
+            problem = resume_problem(path, module, len(generators)) if path.is_file() else "absent"
+            if problem is None:
+                found.append(path)
+            elif problem != "absent" and trainer.is_global_zero:
+                with contextlib.suppress(FileNotFoundError):
+                    set_aside(path, problem)
+        trainer.strategy.barrier("prograd_pl_set_aside")
         if found:
             newest = max(found, key=lambda p: p.stat().st_mtime_ns)
             ckpt_path = str(newest)
             log.info("resuming from %s", newest)
+    trainer.callbacks.append(Escalation(grace_s))
     callback = next((c for c in trainer.callbacks if isinstance(c, ResumeState)), None)
     try:
         trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)

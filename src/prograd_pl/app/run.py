@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 import prograd_pl
 from prograd_pl import paper
 from prograd_pl.app import components, devices, logs, resume
-from prograd_pl.app.config import check, compose, dataset_template, resolve
+from prograd_pl.app.config import check, compose, dataset_template, resolve, single_values_as_lists
 from prograd_pl.app.evaluate import evaluate
 from prograd_pl.app.identity import (
     IDENTITY_FILE,
@@ -34,10 +34,11 @@ from prograd_pl.atomic import atomic_open
 from prograd_pl.data.base2new import subsample_classes
 from prograd_pl.data.fewshot import fewshot_split
 from prograd_pl.data.registry import get_dataset_info, load_dataset
-from prograd_pl.errors import ConfigError, DatasetError
+from prograd_pl.errors import ConfigError, DatasetError, disk_error
 from prograd_pl.models.checkpoint import (
     CHECKPOINT_NAME,
     check_fits,
+    check_matches,
     learner_from_checkpoint,
     read_checkpoint,
     save_checkpoint,
@@ -73,7 +74,8 @@ def finished(folder: Path, ident: dict[str, Any]) -> dict[str, Any] | None:
 def recipe_extras(ident: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
     """What this run's identity sets differently from the plain recipe of the same readable prefix
     (setting, dataset, method, backbone, shots, seed): the options that name its variant in tables."""
-    base_cfg = compose([*readable_overrides(ident), f"data_root={cfg.data_root}", f"output_root={cfg.output_root}"])
+    base_cfg = compose(readable_overrides(ident))
+    base_cfg.data_root, base_cfg.output_root = str(cfg.data_root), str(cfg.output_root)  # data, never re-parsed
     base = identity(base_cfg)
     if ident["method"]["name"] == "zeroshot":
         base["shots"] = ident["shots"]
@@ -114,6 +116,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # the frozen towers are in eval mode on purpose (RN50's BatchNorm); Lightning warns about it
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    single_values_as_lists(cfg)  # eval_datasets=mini_colors is a list of one
     resolved = resolve(cfg)
     check(resolved)
     blob = read_checkpoint(resolved.ckpt) if resolved.ckpt is not None else None
@@ -143,6 +146,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         targets[(name, sub)] = subsample_classes(fewshot, sub) if sub != "all" else load_dataset(name, data_root)
     for sp in (train_splits, *targets.values()):
         check_test_classes(sp)
+    if blob is not None:
+        check_matches(blob, cfg.ckpt, method, cfg.method.get("prompt"), train_splits.classnames,
+                      str(cfg.get("ckpt_classes", "check")))  # fmt: skip
 
     devices.set_math_modes(cfg)
     L.seed_everything(seed, workers=True, verbose=False)
@@ -164,7 +170,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("compile", "none") != "none" and hasattr(module, "set_compile"):  # the probe has no step
         module.set_compile(str(cfg.compile))
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # a full or read-only output_root ends here, before any training
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise (disk_error(err, out) or err) from err
     logs.attach_run_log(out)  # <run_dir>/log.txt: what was logged so far, then everything that follows
     with atomic_open(out / "config.yaml", "w") as fh:
         fh.write(OmegaConf.to_yaml(container))
@@ -188,7 +197,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ckpt_opts = cfg.get("checkpoint") or {}
         resumed_epoch = resume.fit(trainer, module, dm.train_dataloader(), out,
                                    every_n_epochs=int(ckpt_opts.get("every_n_epochs", 1)),
-                                   enabled=bool(ckpt_opts.get("resume", True)), start_over=bool(cfg.redo))  # fmt: skip
+                                   enabled=bool(ckpt_opts.get("resume", True)), start_over=bool(cfg.redo),
+                                   grace_s=ckpt_opts.get("grace_s", 600))  # fmt: skip
         if trainer.is_global_zero:
             save_checkpoint(out / CHECKPOINT_NAME, module.prompt_learner, {
                 "backbone": backbone.name, "pretrained": cfg.model.pretrained, "dataset": dataset,

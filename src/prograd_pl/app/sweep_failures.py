@@ -8,6 +8,7 @@ sweep folder (basic, joblib, submitit).
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,25 @@ from omegaconf import DictConfig
 MARKER = "FAILED"
 
 
-def record_failure(job_dir: str | Path, reason: str, overrides: list[str]) -> None:
-    """Leave the reason of a failed job in its Hydra output folder."""
+TRACEBACK = "traceback.txt"
+
+
+def record_failure(job_dir: str | Path, reason: str | BaseException, overrides: list[str]) -> str:
+    """Leave the reason of a failed job in its Hydra output folder (the sweep's folder, never the run's) and return
+    it as one line. An exception that is not a user error is named by its type and first line; its traceback goes
+    to ``traceback.txt`` beside the marker."""
     path = Path(job_dir) / MARKER
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(reason, BaseException):
+        err = reason
+        first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "")
+        reason = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        (path.parent / TRACEBACK).write_text(trace, encoding="utf-8")
+        reason += f" (traceback in {path.parent / TRACEBACK})"
+    reason = " ".join(str(reason).split())
     path.write_text(f"{reason}\n{' '.join(overrides)}\n", encoding="utf-8")
+    return reason
 
 
 class ReportFailedJobs(Callback):

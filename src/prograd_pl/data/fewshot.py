@@ -9,7 +9,9 @@ Cache: ``<dataset dir>/split_fewshot/shot_{k}-seed_{seed}.json`` holds ``[relpat
 classname]`` entries with paths relative to the dataset folder, so a data root can be moved or
 shared. It is written atomically (temporary file + ``os.replace``), so parallel sweep jobs can
 create the same cache safely. When it exists it is loaded instead of sampling, so all methods of
-a sweep see identical subsets. When only a CoOp cache ``shot_{k}-seed_{seed}.pkl`` exists in the
+a sweep see identical subsets; it is bound to the digest of the split it was drawn from and checked against
+the dataset (k per class, train images from the train split, no test image, every class), and one that is
+damaged, edited or stale is rebuilt with a warning, never trusted. When only a CoOp cache ``shot_{k}-seed_{seed}.pkl`` exists in the
 same folder, it is imported (restricted unpickler, paths re-rooted) and written out as the JSON
 cache, so runs reuse exactly the subsets of the reference code.
 """
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = "split_fewshot"
 CACHE_FORMAT = 1
+REBUILD_HINT = "delete it to sample the split again"
 MAX_VAL_SHOTS = 4
 
 
@@ -121,8 +124,14 @@ def fewshot_split(
         cache_dir = Path(splits.fewshot_dir) if splits.fewshot_dir is not None else dataset_dir / CACHE_DIR
         json_path = cache_dir / cache_file(dataset_dir, shots, seed).name
         pkl_path = cache_dir / cache_file(dataset_dir, shots, seed, ".pkl").name
+        cached = None
         if json_path.is_file():
-            train, val = load_fewshot_cache(json_path, dataset_dir, splits, shots, seed)
+            try:
+                cached = load_fewshot_cache(json_path, dataset_dir, splits, shots, seed)
+            except DatasetError as err:  # damaged, edited or stale: rebuilt, never trusted
+                log.warning("rebuilding the few-shot cache: %s", str(err).replace(f"; {REBUILD_HINT}", ""))
+        if cached is not None:
+            train, val = cached
         else:
             if pkl_path.is_file():
                 log.info("importing CoOp few-shot split %s", pkl_path)
@@ -131,7 +140,8 @@ def fewshot_split(
             else:
                 train, val = sample_fewshot(splits, shots, seed)
             try:
-                write_fewshot_cache(json_path, dataset_dir, splits.name, shots, seed, train, val)
+                write_fewshot_cache(json_path, dataset_dir, splits.name, shots, seed, train, val,
+                                    source_digest(splits, dataset_dir))  # fmt: skip
             except OSError as err:  # e.g. a read-only shared data root: sampling is deterministic anyway
                 log.warning(
                     "could not write the few-shot cache %s (%s); continuing without it", json_path, err
@@ -147,8 +157,10 @@ def write_fewshot_cache(
     seed: int,
     train: Sequence[Datum],
     val: Sequence[Datum],
+    source: str | None = None,
 ) -> None:
-    """Write the JSON cache atomically; paths are stored relative to ``dataset_dir``."""
+    """Write the JSON cache atomically; paths are stored relative to ``dataset_dir``. ``source`` is the digest of
+    the full split it was drawn from (:func:`source_digest`): a cache of another split is never read back."""
     base = os.path.abspath(dataset_dir)
 
     def entries(items: Sequence[Datum]) -> str:
@@ -162,7 +174,10 @@ def write_fewshot_cache(
             rows.append(json.dumps([Path(rel).as_posix(), d.label, d.classname]))
         return "[\n" + ",\n".join(rows) + "\n]" if rows else "[]"
 
-    head = json.dumps({"format": CACHE_FORMAT, "dataset": dataset, "shots": shots, "seed": seed})[:-1]
+    fields: dict[str, object] = {"format": CACHE_FORMAT, "dataset": dataset, "shots": shots, "seed": seed}
+    if source is not None:
+        fields["source_sha256"] = source
+    head = json.dumps(fields)[:-1]
     text = f'{head},\n"train": {entries(train)},\n"val": {entries(val)}\n}}\n'
     atomic_write_text(path, text)
 
@@ -176,8 +191,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 def load_fewshot_cache(
     path: Path, dataset_dir: Path, splits: DatasetSplits, shots: int, seed: int
 ) -> tuple[list[Datum], list[Datum]]:
-    """Load and validate a JSON cache written by :func:`write_fewshot_cache`."""
-    hint = "delete it to sample the split again"
+    """Load and validate a JSON cache written by :func:`write_fewshot_cache` (DatasetError when it does not hold
+    a valid subset of this very split)."""
+    hint = REBUILD_HINT
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -190,6 +206,8 @@ def load_fewshot_cache(
     for key, value in expected.items():
         if key in raw and raw[key] != value:
             raise DatasetError(f"few-shot cache {path} is for {key}={raw[key]!r}, not {value!r}; {hint}.")
+    if "source_sha256" in raw and raw["source_sha256"] != source_digest(splits, dataset_dir):
+        raise DatasetError(f"few-shot cache {path} was drawn from another version of the dataset's split; {hint}.")
     try:
         train = entries_to_data(raw["train"], dataset_dir, f"'train' of few-shot cache {path}")
         val = entries_to_data(raw["val"], dataset_dir, f"'val' of few-shot cache {path}")
@@ -199,8 +217,52 @@ def load_fewshot_cache(
     return train, val
 
 
+def source_digest(splits: DatasetSplits, dataset_dir: Path) -> str:
+    """SHA-256 of the full train and val lists a subset is drawn from (paths relative to ``dataset_dir``, so a moved
+    data root keeps its caches)."""
+    base = os.path.abspath(dataset_dir)
+    h = hashlib.sha256(f"prograd_pl.fewshot-source|{splits.name}\n".encode())
+    for split, items in (("train", splits.train), ("val", splits.val)):
+        h.update(f"[{split}]\n".encode())
+        for d in items:
+            h.update(f"{os.path.relpath(os.path.abspath(d.path), base)}\t{d.label}\n".encode())
+    return h.hexdigest()
+
+
 def _validate(train: list[Datum], val: list[Datum], splits: DatasetSplits, shots: int, where: str) -> None:
-    """A cached subset must match the dataset's classes, respect k per class and exist on disk."""
+    """A subset must be drawn from this very split: the dataset's classes, train images from its train split and
+    val images from its val split (never a test image), exactly ``k`` train images per class (all of a class's
+    images when it has fewer), at most ``min(k, 4)`` val images per class, every class present; images on disk."""
+    _validate_labels(train, val, splits, shots, where)
+    hint = REBUILD_HINT
+    test_paths = {os.path.abspath(d.path) for d in splits.test}
+    for split, items, source in (("train", train, splits.train), ("val", val, splits.val)):
+        allowed = {os.path.abspath(d.path) for d in source}
+        seen: set[str] = set()
+        for d in items:
+            p = os.path.abspath(d.path)
+            if p in test_paths and p not in allowed:
+                raise DatasetError(f"{where} lists the test image {d.path} among its {split} images; {hint}.")
+            if p not in allowed:
+                raise DatasetError(f"{where} lists {d.path}, which is not in the dataset's {split} split; {hint}.")
+            if p in seen:
+                raise DatasetError(f"{where} lists the {split} image {d.path} twice; {hint}.")
+            seen.add(p)
+    available: dict[int, int] = {}
+    for d in splits.train:
+        available[d.label] = available.get(d.label, 0) + 1
+    counts: dict[int, int] = {}
+    for d in train:
+        counts[d.label] = counts.get(d.label, 0) + 1
+    for label, n_avail in sorted(available.items()):
+        want = min(shots, n_avail)
+        if counts.get(label, 0) != want:
+            raise DatasetError(f"{where} has {counts.get(label, 0)} train images of class "
+                               f"{splits.classnames[label]!r}, expected {want} (shots={shots}); {hint}.")  # fmt: skip
+
+
+def _validate_labels(train: list[Datum], val: list[Datum], splits: DatasetSplits, shots: int, where: str) -> None:
+    """Labels and class names of the dataset, at most k (val: min(k, 4)) per class, images on disk."""
     n = len(splits.classnames)
     for split, items, cap in (("train", train, shots), ("val", val, min(shots, MAX_VAL_SHOTS))):
         counts: dict[int, int] = {}

@@ -48,6 +48,29 @@ def check_fits(blob: dict[str, Any], path: str | Path, backbone_name: str, text_
         raise ConfigError(f"ckpt={path} has context width {blob['ctx'].shape[-1]}, the backbone's text width is {text_width}.")
 
 
+def check_matches(blob: dict[str, Any], path: str | Path, method: str, prompt: Mapping[str, Any] | None,
+                  classnames: Sequence[str], classes: str = "check") -> None:  # fmt: skip
+    """Refuse a checkpoint that does not fit the requested run: another method, another context length or
+    class-specific setting, or (class-specific contexts) other classes unless ``classes='ignore'`` (used by index)."""
+    meta = blob["meta"]
+    saved = meta.get("method")
+    if saved is not None and saved != method:
+        raise ConfigError(f"ckpt={path} was trained with method={saved}, not method={method}; pass method={saved}.")
+    for key in ("n_ctx", "csc"):
+        want = None if prompt is None else prompt.get(key)
+        if key in meta and want is not None and meta[key] != want:
+            value = str(meta[key]).lower() if isinstance(meta[key], bool) else meta[key]
+            raise ConfigError(f"ckpt={path} has method.prompt.{key}={value}, not {want!r}; pass "
+                              f"method.prompt.{key}={value}.")  # fmt: skip
+    if meta.get("csc") and classes != "ignore":
+        saved_names = list(meta.get("classnames") or [])
+        if saved_names != list(classnames):
+            differ = next((f"'{a}' vs '{b}'" for a, b in zip(saved_names, classnames) if a != b),
+                          f"{len(saved_names)} vs {len(classnames)} classes")  # fmt: skip
+            raise ConfigError(f"ckpt={path} holds class-specific contexts of other classes ({differ}); pass "
+                              "ckpt_classes=ignore to use them by class index.")  # fmt: skip
+
+
 def checkpoint_payload(learner: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     """What a checkpoint stores: ``ctx`` (as before), every learned tensor by name, and the rebuild options."""
     state = learner.learned_state()

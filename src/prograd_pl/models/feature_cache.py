@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
+import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
 from prograd_pl.atomic import atomic_open
+
+log = logging.getLogger("prograd_pl")
 
 
 def weights_fingerprint(pretrained: str | None) -> str:
@@ -38,6 +40,9 @@ def feature_key(parts: dict[str, Any], items: Sequence[tuple[str, int]]) -> str:
     for path, label in items:
         h.update(f"{path}\t{label}\n".encode())
     return h.hexdigest()[:32]
+
+
+_WARNED: set[str] = set()
 
 
 class FeatureCache:
@@ -64,8 +69,12 @@ class FeatureCache:
         try:
             with atomic_open(self.path(key), "wb") as fh:
                 torch.save({"features": features.cpu(), "labels": labels.cpu(), "parts": parts}, fh)
-        except OSError as err:
-            warnings.warn(f"feature cache {self.root} is not writable ({err}); features are not cached", stacklevel=2)
+        except (OSError, RuntimeError) as err:  # torch.save's own writer reports a full disk as a RuntimeError
+            if str(self.root) not in _WARNED:  # one line per cache folder, however many entries fail
+                first = next((ln for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
+                log.warning("feature cache %s cannot be written (%s); continuing without the cache", self.root,
+                            first.strip())  # fmt: skip
+            _WARNED.add(str(self.root))
 
     def get_or_compute(
         self,
