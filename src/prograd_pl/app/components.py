@@ -12,12 +12,15 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from omegaconf import DictConfig
 
 from prograd_pl.app.identity import flatten, method_label
+from prograd_pl.app.logs import drop_lightning_handlers
 from prograd_pl.results.aggregate import harmonic_mean
 from prograd_pl.results.wandb_upload import sweep_group
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
-    """Every node of ``cfg.callbacks`` that names a ``_target_``."""
+    """Every node of ``cfg.callbacks`` that names a ``_target_``. Lightning is imported by now, so its own console
+    handler is dropped here: its records reach the app's one console stream once (:mod:`prograd_pl.app.logs`)."""
+    drop_lightning_handlers()
     return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
 
 

@@ -29,16 +29,25 @@ def _console_record(record: logging.LogRecord) -> bool:
     return not (record.name.startswith("lightning") and "Tip:" in record.getMessage())
 
 
-def setup_console() -> None:
-    """One stream: Lightning's own StreamHandlers (added when it is imported before logging is configured) are
-    removed and its records propagate to the root's console handler; Python warnings become log records, so they
-    reach ``log.txt`` too."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+def drop_lightning_handlers() -> None:
+    """Lightning's records go to the root's handlers only. ``import lightning`` always adds a StreamHandler of its
+    own (stderr) to the ``lightning`` logger, and ``lightning.pytorch``/``lightning.fabric`` add one when imported
+    before logging is configured, so each line came out twice. Called again once Lightning is surely imported
+    (:func:`prograd_pl.app.components.build_callbacks`); nothing is dropped while the root logger has no handler."""
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
             if type(handler) is logging.StreamHandler:
                 logger.removeHandler(handler)
         logger.propagate = True
+
+
+def setup_console() -> None:
+    """One stream (see :func:`drop_lightning_handlers`); the console drops file-only records and open_clip's INFO
+    chatter; Python warnings become log records, so they reach ``log.txt`` too."""
+    drop_lightning_handlers()
     for handler in logging.getLogger().handlers:
         if not isinstance(handler, RunLog) and _console_record not in handler.filters:
             handler.addFilter(_console_record)
