@@ -49,7 +49,8 @@ def _hydra_main() -> None:
             print(f"prograd_pl: error: {reason}", file=sys.stderr)
             return None
         print(f"{result['method']} {result['eval_dataset']} ({result['subsample']}): "
-              f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}")
+              f"acc {result['metrics']['acc']:.2f}%  -> {result['run_dir']}"
+              f"{'  (finished before: read back, not rerun)' if result.get('skipped') else ''}")
         return result
 
     main()
