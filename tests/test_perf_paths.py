@@ -322,3 +322,32 @@ def test_shared_prefix_with_other_activations(tiny_backbone, act):
         for a, b in zip(ours, ref):
             assert b.abs().max() > 1e-4
             assert (a - b).abs().max() <= 1e-5, (act, backward)
+
+
+def test_length_buckets_split_short_from_long_names():
+    from prograd_pl.models.text_encoder import length_buckets
+
+    # ImageNet-like: mostly short suffixes, a few long ones -> two buckets with the fewest padded rows
+    lengths = [3] * 246 + [4] * 508 + [5] * 155 + [6] * 49 + [7] * 24 + [8] * 9 + [9] * 7 + [10, 13]
+    assert length_buckets(lengths) == [(909, 5), (91, 13)]
+    assert length_buckets([4, 4, 4]) == [(3, 4)]  # nothing to gain
+    assert length_buckets([10] * 9 + [11]) == [(9, 10), (1, 11)]  # any saving: two (the same ops for all sets)
+    assert length_buckets([5]) == [(1, 5)]
+
+
+@pytest.mark.parametrize("names", [NAMES, ["cat", "dog", "ox"]])
+def test_shared_prefix_in_one_or_two_buckets_equals_plain(tiny_backbone, names):
+    torch.manual_seed(3)
+    pl = PromptLearner(tiny_backbone, names, n_ctx=4, init="random")
+    with torch.no_grad():
+        pl.ctx.add_(torch.randn_like(pl.ctx) * 0.3)
+    assert len(pl.padded_suffixes().buckets) == (2 if names is NAMES else 1)
+    w = torch.randn(len(names), 32)
+    out = {}
+    for mode in ("plain", "shared_prefix"):
+        pl.ctx.grad = None
+        feats = pl(mode)
+        (feats * w).sum().backward()
+        out[mode] = (feats.detach(), pl.ctx.grad.clone())
+    assert (out["plain"][0] - out["shared_prefix"][0]).abs().max() <= 1e-5
+    assert (out["plain"][1] - out["shared_prefix"][1]).abs().max() <= 1e-5 * max(1.0, float(out["plain"][1].abs().max()))

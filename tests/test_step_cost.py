@@ -74,7 +74,7 @@ def test_step_op_count_does_not_grow_with_the_classes(tiny_backbone, backward):
     from steps import Case, our_step
 
     ops = {}
-    for n in (10, 200):
+    for n in (20, 200):  # (a bucket of one prompt would skip its broadcast's sums: fewer ops, not more)
         torch.manual_seed(0)
         learner = PromptLearner(tiny_backbone, _names(n), n_ctx=4, init="template", template=TEMPLATE)
         images = random_images(tiny_backbone, 2, seed=1)
@@ -84,7 +84,7 @@ def test_step_op_count_does_not_grow_with_the_classes(tiny_backbone, backward):
         counts = count_ops(step)
         assert counts.syncs == 0, dict(counts.sync_ops)
         ops[n] = counts.ops
-    assert ops[200] == ops[10], ops
+    assert ops[200] == ops[20], ops
 
 
 def test_bf16_step_casts_no_frozen_weight(tiny_backbone):

@@ -18,6 +18,10 @@ ENCODINGS = ("auto", "plain", "truncated", "shared_prefix")
 
 
 
+def _at(tensors: tuple[torch.Tensor, ...], index: int) -> torch.Tensor:
+    return tensors[index] if index < len(tensors) else torch.empty(0)
+
+
 def template_phrase(template: str) -> str:
     """The words of a hand-crafted template before the class name: ``'a texture of {}.'`` -> ``'a texture of'``."""
     if "{}" not in template:
@@ -160,9 +164,17 @@ class PromptLearner(nn.Module):
         # read once here, so that no forward asks the device for it
         self.prompt_length = int(eot.max()) + 1
         if self.position == "end" and self.ctx.dim() == 2:
-            padded = padded_suffixes(self.token_suffix, eot, 1 + self.n_ctx, self.prompt_length)
-            for name in ("rows", "positions", "eot_flat", "mask", "eot_mask"):
+            padded = padded_suffixes(self.token_suffix, eot, 1 + self.n_ctx)
+            self._padded_meta = (padded.buckets, padded.p_len, padded.eot_local, padded.order)
+            for name in ("rows", "positions"):
                 self.register_buffer(f"suffix_{name}", getattr(padded, name), persistent=False)
+            for g in range(2):  # at most two length buckets; an unused slot holds an empty tensor
+                self.register_buffer(f"suffix_mask{g}", _at(padded.masks, g), persistent=False)
+                self.register_buffer(f"suffix_eot_mask{g}", _at(padded.eot_masks, g), persistent=False)
+            for copies in (1, 2):  # one context, and the two copies of the twin backward
+                rows, unsort = padded.rows_for[copies]
+                self.register_buffer(f"suffix_eot_rows{copies}", rows, persistent=False)
+                self.register_buffer(f"suffix_unsort{copies}", unsort, persistent=False)
 
     @property
     def n_cls(self) -> int:
@@ -224,9 +236,13 @@ class PromptLearner(nn.Module):
 
     def padded_suffixes(self) -> PaddedSuffixes:
         """The fixed suffixes of the class prompts, padded to one length (shared-prefix encoding)."""
+        buckets, p_len, eot_local, order = self._padded_meta
+        k = len(buckets)
         return PaddedSuffixes(
-            rows=self.suffix_rows, positions=self.suffix_positions, eot_flat=self.suffix_eot_flat,
-            mask=self.suffix_mask, eot_mask=self.suffix_eot_mask,
+            buckets=buckets, rows=self.suffix_rows, positions=self.suffix_positions,
+            masks=(self.suffix_mask0, self.suffix_mask1)[:k], eot_masks=(self.suffix_eot_mask0, self.suffix_eot_mask1)[:k],
+            rows_for={c: (getattr(self, f"suffix_eot_rows{c}"), getattr(self, f"suffix_unsort{c}")) for c in (1, 2)},
+            p_len=p_len, eot_local=eot_local, order=order,
         )
 
     def learned_parameters(self) -> list[nn.Parameter]:

@@ -138,14 +138,15 @@ class PromptTextEncoder(nn.Module):
     def encode_shared_prefix(self, prefix: torch.Tensor, suffixes: "PaddedSuffixes") -> torch.Tensor:
         """Encode prompts ``cat(prefix, suffix[i])`` where ``prefix [P, d]`` is common to all ``n`` prompts.
 
-        ``suffixes`` holds the suffix rows of every prompt padded to one length ``S``, the row of each prompt's
-        EOT and the attention masks, all fixed when the class names are set.  The prefix rows and every prompt's
-        suffix rows are packed into one ``[P + n*S, d]`` matrix: LayerNorms, projections and MLPs run once on all
-        rows; per block the prefix attends causally to itself and the suffixes attend to ``[prefix keys, own
-        keys]`` through one ``scaled_dot_product_attention``.  Rows after a prompt's EOT are padding that no kept
-        row attends to (the mask is causal).  In the last block only the EOT rows are carried past attention.
-        The number of ops is the same for any number of classes and nothing is read back to the host, so the
-        forward compiles as one graph.
+        ``suffixes`` holds the suffix rows of every prompt, padded to the longest of its length bucket (at most
+        two buckets: short and long names), the row of each prompt's EOT and the attention masks, all fixed when
+        the class names are set.  The prefix rows and every prompt's suffix rows are packed into one matrix:
+        LayerNorms, projections and MLPs run once on all rows; per block the prefix attends causally to itself
+        and each bucket's suffixes attend to ``[prefix keys, own keys]`` through one
+        ``scaled_dot_product_attention``.  Rows after a prompt's EOT are padding that no kept row attends to (the
+        mask is causal).  In the last block only the EOT rows are carried past attention.  The number of ops does
+        not depend on the number of classes and nothing is read back to the host, so the forward compiles as one
+        graph.
 
         ``prefix`` may also be ``[B, P, d]``: ``B`` prefixes (e.g. two copies of the same context, whose
         gradients one backward then returns separately), each with all ``n`` suffixes; the result is
@@ -158,125 +159,195 @@ class PromptTextEncoder(nn.Module):
         prefix = prefix.unsqueeze(0) if single else prefix
         b, p_len, width = prefix.shape
         dtype = tower.positional_embedding.dtype
-        rows = suffixes.rows
-        n, s_len, _ = rows.shape
-        suffix = rows.to(dtype).view(1, n * s_len, width).expand(b, -1, -1)
-        h = torch.cat([prefix.to(dtype), suffix], dim=1) + tower.positional_embedding[suffixes.positions]
-        h = h.view(-1, width)
-        keys = p_len + s_len  # the masks' rows are padded to an aligned length (fused GPU kernels want that)
-        mask = suffixes.mask.to(dtype)[:, :keys]
+        pos = tower.positional_embedding
+        buckets = suffixes.buckets
+        # rows: every copy's prefix, then per bucket every copy's suffixes (copy-major: a bucket's rows of all
+        # copies are one block, so that its [copies * prompts] attention batch is a view)
+        rows_with_positions = suffixes.rows.to(dtype) + pos[suffixes.positions]
+        suffix = rows_with_positions
+        if b > 1:
+            parts = rows_with_positions.split([n * s for n, s in buckets])
+            suffix = torch.cat([part.repeat(b, 1) for part in parts])
+        h = torch.cat([(prefix.to(dtype) + pos[:p_len]).view(b * p_len, width), suffix])
+        # the masks' rows are padded to an aligned length (fused GPU kernels want that); sliced to the keys here
+        masks = [m.to(dtype)[:, : p_len + s] for m, (_, s) in zip(suffixes.masks, buckets)]
         blocks = list(tower.transformer.resblocks)
         for block in blocks[:-1]:
-            h = _packed_block(block, h, b, p_len, mask)
-        eot_mask = suffixes.eot_mask.to(dtype)
-        eot_mask = (eot_mask if b == 1 else eot_mask.repeat(b, 1, 1, 1))[..., :keys]
-        x = _packed_last_block(blocks[-1], h, b, p_len, suffixes.eot_flat, eot_mask)
-        x = _project(tower, tower.ln_final(x))
-        return x if single else x.view(b, n, -1)
+            h = _packed_block(block, h, b, p_len, buckets, masks)
+        eot_masks = [
+            (m.to(dtype) if b == 1 else m.to(dtype).repeat(b, 1, 1, 1))[..., : p_len + s]
+            for m, (_, s) in zip(suffixes.eot_masks, buckets)
+        ]
+        eot_rows, unsort = suffixes.eot_rows_and_unsort(b)
+        x = _packed_last_block(blocks[-1], h, b, p_len, buckets, eot_rows, eot_masks)
+        x = _project(tower, tower.ln_final(x)).index_select(0, unsort)  # (bucket, copy, prompt) -> (copy, class)
+        return x if single else x.view(b, -1, x.shape[-1])
 
 
 @dataclass
 class PaddedSuffixes:
-    """The fixed part of ``n`` shared-prefix prompts, padded to one suffix length ``S`` (see
-    :meth:`PromptTextEncoder.encode_shared_prefix`).
+    """The fixed part of ``n`` shared-prefix prompts, in at most two length buckets, each padded to its longest
+    suffix (see :meth:`PromptTextEncoder.encode_shared_prefix`).
 
-    ``rows [n, S, d]``: the suffix embeddings; ``positions [P + n*S]``: the position of each packed row (the
-    prefix's, then each suffix's); ``eot_flat [n]``: the row of each prompt's EOT among the packed ``P + n*S``
-    rows; ``mask [S, >= P + S]``: additive, each suffix row sees every prefix key and its own rows up to itself;
-    ``eot_mask [n, 1, 1, >= P + S]``: what each EOT row sees.  The masks' last dimension is padded to a multiple
-    of 16 and sliced to ``P + S`` at use, so that their row stride is aligned as the fused attention kernels of a
-    GPU require (an unaligned mask would be copied, or send attention to the unfused kernel, at every call).
+    ``buckets``: ``(prompts, suffix length S_g)`` of each bucket, prompts sorted by length; ``rows [sum n_g S_g,
+    d]``: the suffix embeddings packed bucket by bucket; ``positions [sum n_g S_g]``: the position of each
+    packed row; ``masks[g] [S_g, >= P + S_g]``: additive, each suffix row sees every prefix key and its own rows
+    up to itself; ``eot_masks[g] [n_g, 1, 1, >= P + S_g]``: what each EOT row sees.  The masks' last dimension
+    is padded to a multiple of 16 and sliced to ``P + S_g`` at use, so that their row stride is aligned as the
+    fused attention kernels of a GPU require (an unaligned mask would be copied, or send attention to the
+    unfused kernel, at every call).  ``rows_for`` maps a number of prefix copies ``B`` to ``(eot_rows
+    [B*n], unsort [B*n])``: the packed row of each EOT in (bucket, copy, prompt) order, and the place of (copy,
+    class) in that order (built once per ``B``: 1 and 2 are kept with the prompts).
     """
 
+    buckets: tuple[tuple[int, int], ...]
     rows: torch.Tensor
     positions: torch.Tensor
-    eot_flat: torch.Tensor
-    mask: torch.Tensor
-    eot_mask: torch.Tensor
+    masks: tuple[torch.Tensor, ...]
+    eot_masks: tuple[torch.Tensor, ...]
+    rows_for: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    p_len: int
+    eot_local: list[int]
+    order: list[int]
+
+    def eot_rows_and_unsort(self, copies: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if copies not in self.rows_for:
+            dev = self.rows.device
+            self.rows_for[copies] = tuple(
+                t.to(dev) for t in eot_indices(self.buckets, self.eot_local, self.order, self.p_len, copies)
+            )
+        return self.rows_for[copies]
 
 
-def padded_suffixes(suffix: torch.Tensor, eot: torch.Tensor, p_len: int, length: int) -> PaddedSuffixes:
+def length_buckets(lengths: list[int]) -> list[tuple[int, int]]:
+    """Split suffix lengths (sorted) into one or two buckets ``(count, padded length)`` with the fewest padded
+    rows; one only when all lengths are equal, so that every real class set runs the same ops (names of a
+    dataset are mostly short, a few long: ImageNet's 1000 suffixes need 13 000 rows in one bucket, 5 728 in
+    two)."""
+    lengths = sorted(lengths)
+    n = len(lengths)
+    one = n * lengths[-1]
+    best, split = one, n
+    for k in range(1, n):
+        rows = k * lengths[k - 1] + (n - k) * lengths[-1]
+        if rows < best:
+            best, split = rows, k
+    if split == n:
+        return [(n, lengths[-1])]
+    return [(split, lengths[split - 1]), (n - split, lengths[-1])]
+
+
+def eot_indices(
+    buckets: tuple[tuple[int, int], ...], eot_local: list[int], order: list[int], p_len: int, copies: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ``copies`` prefixes: the packed row of every EOT in (bucket, copy, prompt) order, and for every
+    (copy, class) its place in that order (see :class:`PaddedSuffixes`)."""
+    n = len(order)
+    rows, place = [], torch.empty(copies * n, dtype=torch.long)
+    start, done, out = copies * p_len, 0, 0
+    for count, s_len in buckets:
+        local = torch.tensor(eot_local[done : done + count])
+        members = torch.tensor(order[done : done + count])
+        for c in range(copies):
+            rows.append(start + c * count * s_len + torch.arange(count) * s_len + local)
+            place[c * n + members] = out + torch.arange(count)
+            out += count
+        start += copies * count * s_len
+        done += count
+    return torch.cat(rows), place
+
+
+def padded_suffixes(suffix: torch.Tensor, eot: torch.Tensor, p_len: int) -> PaddedSuffixes:
     """:class:`PaddedSuffixes` of prompts whose fixed part after the ``p_len`` shared rows is ``suffix [n, >=S, d]``
-    and whose EOT positions (in the full prompt) are ``eot``; ``length`` is the longest prompt (max EOT + 1)."""
+    and whose EOT positions (in the full prompt) are ``eot``."""
     n, dev = suffix.shape[0], suffix.device
-    s_len = length - p_len
-    rows = suffix[:, :s_len].clone()
-    positions = torch.cat([torch.arange(p_len), torch.arange(p_len, length).repeat(n)]).to(dev)
-    local = (eot.to(dev) - p_len).long()
-    eot_flat = p_len + torch.arange(n, device=dev) * s_len + local
-    keys = torch.arange(-(-(p_len + s_len) // 16) * 16, device=dev)  # padded keys are never seen (-inf)
-    causal = keys.unsqueeze(0) <= (p_len + torch.arange(s_len, device=dev)).unsqueeze(1)
-    sees = (keys.unsqueeze(0) <= (p_len + local).unsqueeze(1)).view(n, 1, 1, -1)
-    zero, inf = torch.zeros((), device=dev), torch.full((), float("-inf"), device=dev)
+    local = [int(e) - p_len for e in eot.tolist()]  # EOT row within each suffix (read once, at set-up)
+    order = sorted(range(n), key=lambda i: (local[i], i))
+    buckets = tuple(length_buckets([e + 1 for e in local]))
+    rows, positions, masks, eot_masks = [], [], [], []
+    done = 0
+    zero, inf = torch.zeros(()), torch.full((), float("-inf"))
+    for count, s_len in buckets:
+        members = order[done : done + count]
+        rows.append(suffix[members, :s_len].reshape(count * s_len, -1))
+        positions.append(torch.arange(p_len, p_len + s_len).repeat(count))
+        own = torch.tensor([local[i] for i in members])
+        keys = torch.arange(-(-(p_len + s_len) // 16) * 16)  # padded keys are never seen (-inf)
+        causal = keys.unsqueeze(0) <= (p_len + torch.arange(s_len)).unsqueeze(1)
+        sees = (keys.unsqueeze(0) <= (p_len + own).unsqueeze(1)).view(count, 1, 1, -1)
+        masks.append(torch.where(causal, zero, inf).to(dev))
+        eot_masks.append(torch.where(sees, zero, inf).to(dev))
+        done += count
+    sorted_local = [local[i] for i in order]
+    rows_for = {c: tuple(t.to(dev) for t in eot_indices(buckets, sorted_local, order, p_len, c)) for c in (1, 2)}
     return PaddedSuffixes(
-        rows=rows, positions=positions, eot_flat=eot_flat, mask=torch.where(causal, zero, inf),
-        eot_mask=torch.where(sees, zero, inf),
+        buckets=buckets, rows=torch.cat(rows).clone(), positions=torch.cat(positions).to(dev), masks=tuple(masks),
+        eot_masks=tuple(eot_masks), rows_for=rows_for, p_len=p_len, eot_local=sorted_local, order=order,
     )  # fmt: skip
 
 
 def _packed_heads(
-    x: torch.Tensor, b: int, p_len: int, parts: int, heads: int
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Packed projections ``[B*(P + n*S), parts*H*hd]`` (``parts`` of q, k, v) -> per part the prefixes
-    ``[B, H, P, hd]`` and the suffixes ``[B*n, H, S, hd]`` (views; one op each in the backward)."""
-    rows = x.shape[0] // b
+    x: torch.Tensor, b: int, p_len: int, buckets: tuple[tuple[int, int], ...], parts: int, heads: int
+) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """Packed projections ``[B*P + sum B*n_g*S_g, parts*H*hd]`` (``parts`` of q, k, v) -> per part the prefixes
+    ``[B, H, P, hd]``, and per bucket per part the suffixes ``[B, n_g, H, S_g, hd]`` (views; one op each in the
+    backward)."""
     hd = x.shape[1] // (parts * heads)
-    prefix, suffix = x.view(b, rows, parts, heads, hd).split([p_len, rows - p_len], dim=1)
-    prefix = prefix.permute(2, 0, 3, 1, 4).unbind(0)
-    suffix = suffix.permute(2, 0, 3, 1, 4).unbind(0)
-    return list(prefix), list(suffix)
+    pieces = x.split([b * p_len, *(b * n * s for n, s in buckets)])
+    prefix = list(pieces[0].view(b, p_len, parts, heads, hd).permute(2, 0, 3, 1, 4).unbind(0))
+    suffixes = [
+        list(piece.view(b, n, s, parts, heads, hd).permute(3, 0, 1, 4, 2, 5).unbind(0))
+        for piece, (n, s) in zip(pieces[1:], buckets)
+    ]
+    return prefix, suffixes
 
 
-def _prefix_keys(prefix: torch.Tensor, own: torch.Tensor, b: int) -> torch.Tensor:
+def _prefix_keys(prefix: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
     """Keys (or values) ``[B*n, H, P + S, hd]`` of each prompt: its prefix's (``[B, H, P, hd]``), then its own
-    (``[B, H, n, S, hd]`` as ``[B, n, H, S, hd]``)."""
+    (``[B, n, H, S, hd]``)."""
     n = own.shape[1]
     return torch.cat([prefix.unsqueeze(1).expand(-1, n, -1, -1, -1), own], dim=3).flatten(0, 1)
 
 
-def _packed_block(block: nn.Module, h: torch.Tensor, b: int, p_len: int, mask: torch.Tensor) -> torch.Tensor:
-    """One residual attention block on the packed rows ``[B*(P + n*S), d]`` (each copy: prefix first)."""
+def _packed_block(
+    block: nn.Module, h: torch.Tensor, b: int, p_len: int, buckets: tuple[tuple[int, int], ...],
+    masks: list[torch.Tensor],
+) -> torch.Tensor:  # fmt: skip
+    """One residual attention block on the packed rows (every copy's prefix, then the buckets' suffixes)."""
     attn: nn.MultiheadAttention = block.attn
     heads, width = attn.num_heads, h.shape[-1]
+    hd = width // heads
     qkv = F.linear(block.ln_1(h), attn.in_proj_weight, attn.in_proj_bias)
-    (qp, kp, vp), (qs, ks, vs) = _packed_heads(qkv, b, p_len, 3, heads)  # qs: [B, H, n*S, hd]
-    s_len = mask.shape[0]
-    n = qs.shape[2] // s_len
-    op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True)
-
-    def by_prompt(t: torch.Tensor) -> torch.Tensor:  # [B, H, n*S, hd] -> [B, n, H, S, hd] (a view)
-        return t.view(b, heads, n, s_len, -1).transpose(1, 2)
-
-    os_ = F.scaled_dot_product_attention(
-        by_prompt(qs).flatten(0, 1), _prefix_keys(kp, by_prompt(ks), b), _prefix_keys(vp, by_prompt(vs), b),
-        attn_mask=mask,
-    )  # [B*n, H, S, hd]
-    o = torch.cat([op.transpose(1, 2), os_.transpose(1, 2).reshape(b, n * s_len, heads, -1)], dim=1)
-    return _finish(block, h, o.reshape(-1, width))
+    (qp, kp, vp), suffixes = _packed_heads(qkv, b, p_len, buckets, 3, heads)
+    op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True)  # [B, H, P, hd]
+    outs = [op.transpose(1, 2).reshape(-1, heads, hd)]
+    for (qs, ks, vs), mask in zip(suffixes, masks):
+        o = F.scaled_dot_product_attention(
+            qs.flatten(0, 1), _prefix_keys(kp, ks), _prefix_keys(vp, vs), attn_mask=mask
+        )  # [B*n, H, S, hd]
+        outs.append(o.transpose(1, 2).reshape(-1, heads, hd))
+    return _finish(block, h, torch.cat(outs).view(-1, width))
 
 
 def _packed_last_block(
-    block: nn.Module, h: torch.Tensor, b: int, p_len: int, eot_flat: torch.Tensor, eot_mask: torch.Tensor
-) -> torch.Tensor:
-    """The last block's output ``[B*n, d]`` at the EOT rows ``eot_flat`` of each copy (keys from all rows)."""
+    block: nn.Module, h: torch.Tensor, b: int, p_len: int, buckets: tuple[tuple[int, int], ...],
+    eot_rows: torch.Tensor, eot_masks: list[torch.Tensor],
+) -> torch.Tensor:  # fmt: skip
+    """The last block's output at the EOT rows ``eot_rows`` ((bucket, copy, prompt) order; keys from all rows)."""
     attn: nn.MultiheadAttention = block.attn
     heads, width = attn.num_heads, h.shape[-1]
     bias = attn.in_proj_bias
     kv = F.linear(block.ln_1(h), attn.in_proj_weight[width:], _rows(bias, width, None))
-    (kp, vp), (ks, vs) = _packed_heads(kv, b, p_len, 2, heads)
-    n = eot_flat.shape[0]
-    s_len = ks.shape[2] // n
-    h_eot = h.view(b, -1, width).index_select(1, eot_flat).view(b * n, width)
+    (kp, vp), suffixes = _packed_heads(kv, b, p_len, buckets, 2, heads)
+    h_eot = h.index_select(0, eot_rows)
     q = F.linear(block.ln_1(h_eot), attn.in_proj_weight[:width], _rows(bias, 0, width))
-    q = q.view(b * n, 1, heads, width // heads).transpose(1, 2)
-
-    def by_prompt(t: torch.Tensor) -> torch.Tensor:
-        return t.view(b, heads, n, s_len, -1).transpose(1, 2)
-
-    o = F.scaled_dot_product_attention(
-        q, _prefix_keys(kp, by_prompt(ks), b), _prefix_keys(vp, by_prompt(vs), b), attn_mask=eot_mask
-    )
-    return _finish(block, h_eot, o.reshape(b * n, width))
+    outs = []
+    for qs, (ks, vs), mask in zip(q.split([b * n for n, _ in buckets]), suffixes, eot_masks):
+        o = F.scaled_dot_product_attention(
+            qs.view(-1, heads, 1, width // heads), _prefix_keys(kp, ks), _prefix_keys(vp, vs), attn_mask=mask
+        )  # [B*n_g, H, 1, hd]
+        outs.append(o.view(-1, width))
+    return _finish(block, h_eot, torch.cat(outs))
 
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
