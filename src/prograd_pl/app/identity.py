@@ -36,7 +36,7 @@ NEUTRAL_KEYS: tuple[str, ...] = (
     "hydra", "data_root", "output_root", "cache_root", "redo", "feature_cache", "logger", "callbacks", "threads",
     "data.num_workers", "data.pin_memory", "data.test_batch_size", "dataset.backbone", "trainer.enable_model_summary",
     "trainer.log_every_n_steps", "trainer.num_sanity_val_steps", "trainer.enable_checkpointing", "checkpoint",
-    "continue_on_error", "ckpt_classes", "jobs_per_gpu", "gpu_wait_s", "dataset.path", "dataset.split_file", "dataset.classnames",
+    "continue_on_error", "ckpt_classes", "trainer.strategy.timeout", "jobs_per_gpu", "gpu_wait_s", "dataset.path", "dataset.split_file", "dataset.classnames",
 )  # fmt: skip
 """Dotted keys of the resolved config that cannot change what a run computes."""
 

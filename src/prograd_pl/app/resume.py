@@ -122,6 +122,20 @@ class ResumeState(Callback):
         save_atomically(trainer, self.path)
 
 
+class SyncEpochMetrics(Callback):
+    """Compute the epoch's logged metrics on every rank before a progress bar reads them on rank 0 alone.
+
+    A metric logged with ``sync_dist=True`` is synchronised (an all-gather) when it is first computed; a progress
+    bar (rich, tqdm, lines) reads the metrics at epoch end on rank 0 only, so rank 0 entered a collective that no
+    other rank joined and the run hung after "All distributed processes registered". Reading them here, first and
+    on every rank, makes that collective a matched one; the bar then reads the cached values.
+    """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            _ = trainer.progress_bar_metrics
+
+
 class Escalation(Callback):
     """A run that cannot reach its next save point still ends: after the first SIGTERM/SIGINT (Lightning then stops
     at the next epoch boundary), a second one, or ``grace_s`` seconds without reaching it, ends the process at once
@@ -256,6 +270,7 @@ def fit(trainer: L.Trainer, module: L.LightningModule, loader: Any, run_dir: Pat
             ckpt_path = str(newest)
             log.info("resuming from %s", newest)
     trainer.callbacks.append(Escalation(grace_s))
+    trainer.callbacks.insert(0, SyncEpochMetrics())  # before any progress bar's on_train_epoch_end
     callback = next((c for c in trainer.callbacks if isinstance(c, ResumeState)), None)
     try:
         trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)

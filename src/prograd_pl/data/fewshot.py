@@ -136,7 +136,7 @@ def fewshot_split(
             if pkl_path.is_file():
                 log.info("importing CoOp few-shot split %s", pkl_path)
                 train, val = import_coop_pickle(pkl_path, dataset_dir, data_root)
-                _validate(train, val, splits, shots, str(pkl_path))
+                _validate(train, val, splits, shots, str(pkl_path), exact=False)
             else:
                 train, val = sample_fewshot(splits, shots, seed)
             try:
@@ -229,10 +229,13 @@ def source_digest(splits: DatasetSplits, dataset_dir: Path) -> str:
     return h.hexdigest()
 
 
-def _validate(train: list[Datum], val: list[Datum], splits: DatasetSplits, shots: int, where: str) -> None:
+def _validate(
+    train: list[Datum], val: list[Datum], splits: DatasetSplits, shots: int, where: str, exact: bool = True
+) -> None:
     """A subset must be drawn from this very split: the dataset's classes, train images from its train split and
-    val images from its val split (never a test image), exactly ``k`` train images per class (all of a class's
-    images when it has fewer), at most ``min(k, 4)`` val images per class, every class present; images on disk."""
+    val images from its val split (never a test image), at most ``min(k, 4)`` val images per class, images on disk;
+    with ``exact`` (our own cache) also exactly ``k`` train images per class (all of a class's images when it has
+    fewer), every class present. A CoOp pickle is imported as its authors drew it (at most ``k`` per class)."""
     _validate_labels(train, val, splits, shots, where)
     hint = REBUILD_HINT
     test_paths = {os.path.abspath(d.path) for d in splits.test}
@@ -248,6 +251,8 @@ def _validate(train: list[Datum], val: list[Datum], splits: DatasetSplits, shots
             if p in seen:
                 raise DatasetError(f"{where} lists the {split} image {d.path} twice; {hint}.")
             seen.add(p)
+    if not exact:
+        return
     available: dict[int, int] = {}
     for d in splits.train:
         available[d.label] = available.get(d.label, 0) + 1
