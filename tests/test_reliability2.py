@@ -113,6 +113,19 @@ def test_read_only_or_full_output_root_is_refused_before_anything_is_written(tmp
     assert files_under(tmp_path) == []
 
 
+def test_weights_file_that_is_crafted_or_damaged_is_one_sentence(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["prograd_pl"])
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "crafted.pt").write_bytes(b"\x80\x04cos\nsystem\n(S'echo pwned'\ntR.")
+    (files / "fakezip.pt").write_bytes(b"PK\x03\x04" + bytes(200))
+    for name, message in (("crafted.pt", "(UnpicklingError;"), ("fakezip.pt", "(a damaged zip archive")):
+        rc = cli([*small_overrides(tmp_path, "dataset=dtd"), f"model.pretrained={files / name}"])
+        lines = error_lines(capsys.readouterr().err)
+        assert rc == 1 and len(lines) == 1 and "is not a weights file " + message in lines[0], lines
+    assert [p.name for p in files_under(tmp_path)] == ["files", "crafted.pt", "fakezip.pt"]
+
+
 def test_cli_config_error_exit_status_and_no_hydra_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "prograd_pl", *small_overrides(tmp_path), "trainer.devices=-1"],
                           env=ENV, capture_output=True, text=True, timeout=300)  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -311,11 +312,37 @@ def _check_weights_file(cfg: DictConfig) -> None:
     with open(path, "rb") as fh:
         head = fh.read(16)
     safetensors = path.suffix == ".safetensors" and len(head) >= 9 and head[8:9] == b"{"
-    if not (head.startswith(_WEIGHT_MAGIC) or safetensors):
+    problem = None if (head.startswith(_WEIGHT_MAGIC) or safetensors) else "not a checkpoint"
+    if problem is None and head.startswith(b"PK"):
+        problem = _zip_problem(path)
+    elif problem is None and head.startswith(b"\x80"):  # a legacy pickle: refused unless it loads as plain weights
+        import torch
+
+        try:
+            with warnings.catch_warnings():  # (torch warns about the protocol of a crafted pickle)
+                warnings.simplefilter("ignore")
+                torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a crafted or damaged pickle: the same sentence
+            problem = f"{type(err).__name__}"
+    if problem is not None:
         raise ConfigError(
-            f"model.pretrained={value} is not a weights file (expected a checkpoint saved by torch.save or a "
-            ".safetensors file)."
+            f"model.pretrained={value} is not a weights file ({problem}; expected a checkpoint saved by torch.save "
+            "or a .safetensors file)."
         )
+
+
+def _zip_problem(path: Path) -> str | None:
+    """Why a zip file is not a torch checkpoint (damaged, or without the ``data.pkl`` torch.save writes)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        return f"a damaged zip archive: {err}"
+    if not any(n.endswith("data.pkl") for n in names):
+        return "a zip archive without torch's data.pkl"
+    return None
 
 
 def _check_context_fits(cfg: DictConfig) -> None:
