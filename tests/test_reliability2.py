@@ -251,6 +251,21 @@ def test_read_only_output_root_met_while_writing_is_one_sentence(tmp_path, monke
     assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
 
 
+def test_read_only_data_root_for_a_mini_dataset_is_one_sentence(tmp_path, monkeypatch):
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):  # the data root is on a read-only file system
+        if str(self).startswith(str(tmp_path / "data")):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(USER_ERRORS, match=r"dataset mini_colors cannot be prepared under data_root=.*"
+                                          r"\(Read-only file system\); point data_root") as info:  # fmt: skip
+        run(compose(small_overrides(tmp_path, "dataset=mini_colors")))
+    assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("fault", ["runtime", "erofs"])
 def test_cache_that_cannot_be_written_degrades_to_no_cache_with_one_line(tmp_path, monkeypatch, caplog, fault):
     build_tree("dtd", tmp_path / "data", n_classes=4)

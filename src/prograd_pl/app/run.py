@@ -107,6 +107,20 @@ def trained_context(folder: Path, ident: dict[str, Any]) -> dict[str, Any] | Non
         return None  # unreadable: train again
 
 
+def _load_dataset(name: str, data_root: Path, options: Any = None):
+    """:func:`load_dataset`, with a data root that cannot be written (a mini dataset is generated there on first
+    use) named in one sentence instead of the generator's EROFS/ENOSPC traceback."""
+    try:
+        return load_dataset(name, data_root, options)
+    except OSError as err:
+        disk = disk_error(err, data_root)
+        if disk is None or isinstance(err, DatasetError):
+            raise
+        reason = str(disk).split(": ", 1)[-1].split(";")[0]
+        raise DatasetError(f"dataset {name} cannot be prepared under data_root={data_root} ({reason}); point "
+                           "data_root (or $PROGRAD_DATA) at a folder that can be written.") from err
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (unless the method learns nothing or ``ckpt`` is given) and evaluate one configuration.
 
@@ -136,14 +150,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     # data first: every bad path or option is reported before the model is built
     data_root = Path(cfg.data_root)
-    full = load_dataset(dataset, data_root, cfg.dataset)
+    full = _load_dataset(dataset, data_root, cfg.dataset)
     info = get_dataset_info(dataset)
     fewshot = full if (info.test_only or shots == 0) else fewshot_split(full, shots, seed, data_root)
     own_sub = "base" if cfg.setting == "base2new" else "all"
     train_splits = subsample_classes(fewshot, own_sub)
     targets = {}
     for name, sub in eval_targets(cfg):
-        targets[(name, sub)] = subsample_classes(fewshot, sub) if sub != "all" else load_dataset(name, data_root)
+        targets[(name, sub)] = subsample_classes(fewshot, sub) if sub != "all" else _load_dataset(name, data_root)
     for sp in (train_splits, *targets.values()):
         check_test_classes(sp)
     if blob is not None:
