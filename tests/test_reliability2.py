@@ -413,8 +413,8 @@ def test_fewshot_cache_listing_a_test_image_is_rebuilt(tmp_path, caplog):
 
 
 # ---- 8. a run stuck before its next save point still ends ------------------------------------------------------
-@pytest.mark.parametrize(("how", "code"), [("grace", 143), pytest.param("second_sigterm", 143, marks=pytest.mark.slow),
-                                           pytest.param("second_sigint", 130, marks=pytest.mark.slow)])  # fmt: skip
+@pytest.mark.slow
+@pytest.mark.parametrize(("how", "code"), [("grace", 143), ("second_sigterm", 143), ("second_sigint", 130)])
 def test_a_stuck_run_ends_after_a_second_signal_or_its_grace(tmp_path, how, code):
     build_tree("dtd", tmp_path / "data", n_classes=4)
     hang = ["+callbacks.hang._target_=reliability_helpers.HangAfterSignal", "+callbacks.hang.step=2",
