@@ -189,10 +189,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     except OSError as err:
         raise (disk_error(err, out) or err) from err
     logs.attach_run_log(out)  # <run_dir>/log.txt: what was logged so far, then everything that follows
-    with atomic_open(out / "config.yaml", "w") as fh:
-        fh.write(OmegaConf.to_yaml(container))
     with atomic_open(out / IDENTITY_FILE, "w") as fh:
         fh.write(json.dumps(ident, indent=2, sort_keys=True) + "\n")
+    with atomic_open(out / "config.yaml", "w") as fh:
+        fh.write(OmegaConf.to_yaml(container))
     tags = components.run_tags(cfg, shots)
     loggers = components.build_loggers(cfg, out, tags)
     components.log_config(loggers, container)
