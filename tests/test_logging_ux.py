@@ -91,6 +91,7 @@ def test_one_run_logs_each_line_once_with_epoch_lines_and_log_txt(tmp_path):
     proc = cli(["dataset=dtd", "-m", "method.lam=abc", *overrides(tmp_path)], tmp_path)
     assert proc.returncode == 1
     assert "sweep: 1 job: 0 ran, 0 skipped (finished before), 1 failed; weights: prograd-tiny" in proc.stdout
+    assert "1 job(s) of the sweep failed (none ran;" in proc.stderr
 
 
 def test_help_lists_subcommands_and_public_groups_only(tmp_path):

@@ -47,7 +47,10 @@ class ReportFailedJobs(Callback):
         failed = sorted(sweep_dir.glob(f"*/{MARKER}"), key=lambda p: (len(p.parent.name), p.parent.name))
         if not failed:
             return
-        print(f"prograd_pl: {len(failed)} job(s) of the sweep failed (the others ran; rerun to retry only these):",
+        jobs = sum(1 for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+        others = max(jobs - len(failed), 0)
+        ran = f"the {others} other(s) ran" if others else "none ran"
+        print(f"prograd_pl: {len(failed)} job(s) of the sweep failed ({ran}; rerun to retry only these):",
               file=sys.stderr)  # fmt: skip
         for marker in failed:
             reason, _, overrides = marker.read_text(encoding="utf-8").partition("\n")
