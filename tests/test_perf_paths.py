@@ -120,6 +120,14 @@ def test_unknown_backward_is_refused(tiny_backbone):
         context_gradients(head, [head.ce], pl.ctx, backward="fast")
 
 
+def _features_and_context_gradient(pl, mode, w):
+    """Class features of ``pl`` encoded by ``mode`` and the context's gradient of ``sum(features * w)``."""
+    pl.ctx.grad = None
+    feats = pl(mode)
+    (feats * w).sum().backward()
+    return feats.detach(), pl.ctx.grad.clone()
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_shared_prefix_groups_prompts_of_different_lengths(tiny_backbone, dtype):
     # names of 1..7 tokens: several length groups, the longest not first, an EOT in the last block per group
@@ -140,12 +148,7 @@ def test_shared_prefix_groups_prompts_of_different_lengths(tiny_backbone, dtype)
         pl.ctx.add_(torch.randn_like(pl.ctx) * 0.3)
     assert len(set(pl.eot.tolist())) >= 4
     w = torch.randn(len(names), 32, dtype=dtype) * 0.1
-    out = {}
-    for mode in ("plain", "shared_prefix"):
-        pl.ctx.grad = None
-        feats = pl(mode)
-        (feats * w).sum().backward()
-        out[mode] = (feats.detach(), pl.ctx.grad.clone())
+    out = {mode: _features_and_context_gradient(pl, mode, w) for mode in ("plain", "shared_prefix")}
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     assert out["plain"][1].abs().max() > 0.1
     assert (out["plain"][0] - out["shared_prefix"][0]).abs().max() <= tol
@@ -343,11 +346,6 @@ def test_shared_prefix_in_one_or_two_buckets_equals_plain(tiny_backbone, names):
         pl.ctx.add_(torch.randn_like(pl.ctx) * 0.3)
     assert len(pl.padded_suffixes().buckets) == (2 if names is NAMES else 1)
     w = torch.randn(len(names), 32)
-    out = {}
-    for mode in ("plain", "shared_prefix"):
-        pl.ctx.grad = None
-        feats = pl(mode)
-        (feats * w).sum().backward()
-        out[mode] = (feats.detach(), pl.ctx.grad.clone())
+    out = {mode: _features_and_context_gradient(pl, mode, w) for mode in ("plain", "shared_prefix")}
     assert (out["plain"][0] - out["shared_prefix"][0]).abs().max() <= 1e-5
     assert (out["plain"][1] - out["shared_prefix"][1]).abs().max() <= 1e-5 * max(1.0, float(out["plain"][1].abs().max()))

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from prograd_pl.methods.losses import distillation_loss
+from prograd_pl.methods.losses import distillation_to_zeroshot
 
 BACKWARDS = ("auto", "twin", "batched", "sequential")
 
@@ -56,11 +56,7 @@ def head_losses(
     leaf = text.detach().requires_grad_(True)
     logits = logit_scale * image @ leaf.t()
     ce = F.cross_entropy(logits, labels)
-    kl = None
-    if teacher is not None:
-        with torch.no_grad():
-            teacher_logits = logit_scale * image @ teacher.t()
-        kl = distillation_loss(logits, teacher_logits, temperature)
+    kl = None if teacher is None else distillation_to_zeroshot(logits, image, teacher, logit_scale, temperature)
     return HeadLosses(text=text, leaf=leaf, logits=logits, ce=ce, kl=kl)
 
 
@@ -128,9 +124,7 @@ def twin_losses(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The distillation loss on the first copy's class features ``text[0]`` and the cross-entropy (and its
     logits) on the second's ``text[1]``: ``(kl, ce, logits)``; see :func:`twin_context_gradients`."""
-    with torch.no_grad():
-        teacher_logits = logit_scale * image @ teacher.t()
-    kl = distillation_loss(logit_scale * image @ text[0].t(), teacher_logits, temperature)
+    kl = distillation_to_zeroshot(logit_scale * image @ text[0].t(), image, teacher, logit_scale, temperature)
     logits = logit_scale * image @ text[1].t()
     return kl, F.cross_entropy(logits, labels), logits
 

@@ -20,10 +20,18 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 
-def check_finite(name: str, loss: torch.Tensor, step: int) -> None:
-    """Raise :class:`NonFiniteLossError` now if ``loss`` is not finite (reads the value: a host sync)."""
-    if not torch.isfinite(loss).all():
-        raise NonFiniteLossError(_nonfinite_message(name, float(loss), step))
+def distillation_to_zeroshot(
+    student_logits: torch.Tensor,
+    image: torch.Tensor,
+    teacher: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """:func:`distillation_loss` against zero-shot CLIP: the teacher's logits are ``logit_scale * image @
+    teacher.T`` (its normalised class features), taken without gradient."""
+    with torch.no_grad():
+        teacher_logits = logit_scale * image @ teacher.t()
+    return distillation_loss(student_logits, teacher_logits, temperature)
 
 
 def _nonfinite_message(name: str, value: float, step: int) -> str:
@@ -63,9 +71,6 @@ class FiniteWatch:
         step, index, value = self.record.tolist()
         if step >= 0:
             raise NonFiniteLossError(_nonfinite_message(self.names[int(index)], value, int(step)))
-
-    def reset(self) -> None:
-        self.record = None
 
 
 def knowledge_guided_loss(text_features: torch.Tensor, handcrafted_features: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from prograd_pl.methods.gradients import parameter_gradients
-from prograd_pl.methods.losses import distillation_loss, knowledge_guided_loss
+from prograd_pl.methods.losses import distillation_to_zeroshot, knowledge_guided_loss
 from prograd_pl.methods.module import METHODS, MethodError, PromptTuningModule
 from prograd_pl.methods.projection import SCOPES, conflict_cosine, project_parameters
 from prograd_pl.models.backbone import Backbone
@@ -117,9 +117,7 @@ class MethodModule(PromptTuningModule):
             task = ce + self.kg_weight * kg
         kl = None
         if self.rule == "prograd":
-            with torch.no_grad():
-                teacher_logits = self.logit_scale * img @ self._teacher().t()
-            kl = distillation_loss(logits, teacher_logits, self.temperature)
+            kl = distillation_to_zeroshot(logits, img, self._teacher(), self.logit_scale, self.temperature)
             logs["loss_kl"] = kl.detach()
         self.watch.update(self.global_step, {"cross-entropy": ce, "knowledge-guided": kg, "distillation": kl})
         losses = [task] if kl is None else [kl, task]

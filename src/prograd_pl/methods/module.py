@@ -287,7 +287,7 @@ class PromptTuningModule(L.LightningModule):
         """
         ctx = self.prompt_learner.ctx
         img = self.image_features(images)
-        teacher = None if self.method == "coop" else self._teacher()
+        teacher = self._teacher() if self.needs_teacher() else None
         scale = self.grad_scale()
         logs: dict[str, Any] = {}
         if self.method == "prograd" and self.resolve_backward() == "twin":
