@@ -1,11 +1,14 @@
-"""Atomic file writes: readers see the old file or the complete new one, never a half-written one."""
+"""Files written and read whole: atomic writes (readers see the old file or the complete new one, never a
+half-written one) and content digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
@@ -44,3 +47,18 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
         if disk is not None and disk is not err:
             raise disk from err
         raise
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (split files, weights, checkpoints), cached by real path, size and mtime."""
+    st = os.stat(path)
+    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)

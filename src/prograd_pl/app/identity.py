@@ -21,12 +21,12 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from prograd_pl.atomic import file_sha256 as file_digest
 from prograd_pl.models.checkpoint import checkpoint_file
 from prograd_pl.paper import UNTRAINED_METHODS
 from prograd_pl.results.diff import differences, flatten  # noqa: F401  (their home; run and components use them)
@@ -60,20 +60,6 @@ def _drop(tree: dict, dotted: str) -> None:
         node.pop(leaf, None)
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (checkpoints are small: contexts only)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@lru_cache(maxsize=32)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return file_digest(path)
-
-
 def weights_sha256(pretrained: Any) -> str | None:
     """SHA-256 of the local weights file that ``model.pretrained`` names (a path or ``mini:``); None for a tag
     (``openai``: the tag pins the weights), random weights, or a file that does not exist (loading reports it)."""
@@ -86,8 +72,7 @@ def weights_sha256(pretrained: Any) -> str | None:
         return None
     if weights is None or not os.path.isfile(weights):
         return None
-    stat = os.stat(weights)
-    return _file_sha256(os.path.realpath(weights), stat.st_size, stat.st_mtime_ns)
+    return file_digest(weights)
 
 
 def split_sha256(cfg: DictConfig | Mapping[str, Any], dataset: Mapping[str, Any]) -> str | None:

@@ -13,8 +13,9 @@ import hashlib
 import json
 import random
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
+
+from prograd_pl.atomic import file_sha256  # noqa: F401  (its home; the readers import it from here)
 
 from .base import DatasetError
 
@@ -84,21 +85,6 @@ def is_generated(path: Path) -> bool:
     except OSError:
         return False
     return '"generated"' in head and '"paper_split": false' in head
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a split file (cached by path, size and modification time)."""
-    st = path.stat()
-    return _sha256(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def files_sha256(paths: Sequence[Path]) -> str | None:

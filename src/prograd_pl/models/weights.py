@@ -17,20 +17,19 @@ project's own model) or nothing (random weights). Three rules keep loading safe 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
 import urllib.error
 import urllib.request
 import zipfile
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from prograd_pl.atomic import file_sha256
 from prograd_pl.errors import BackboneError
 
 _SHA_IN_URL = re.compile(r"/([0-9a-f]{64})/[^/]+$")
@@ -104,20 +103,6 @@ def is_torchscript(path: str | Path) -> bool:
             return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
     except (zipfile.BadZipFile, OSError):
         return False
-
-
-@lru_cache(maxsize=16)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    st = os.stat(path)
-    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
 
 
 def check_torchscript(path: str | Path, name: str) -> str:
