@@ -67,7 +67,10 @@ def preflight_weights(cfg) -> None:
 
     resolved = resolve(cfg)
     check(resolved)
-    from prograd_pl.models.weights import preflight  # imports torch (~4 s): only once the options are checked
+    from prograd_pl.startup import import_heavy
+
+    import_heavy()  # torch, Lightning, open_clip (~4 s): only once the options are checked, Ctrl-C held meanwhile
+    from prograd_pl.models.weights import preflight
 
     options = OmegaConf.to_container(resolved.dataset)
     quick_check(str(resolved.dataset.name), str(resolved.data_root), options)

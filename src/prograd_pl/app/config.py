@@ -347,6 +347,9 @@ def _zip_problem(path: Path) -> str | None:
 
 def _check_context_fits(cfg: DictConfig) -> None:
     """The learnable context plus SOT, a class name and EOT must fit the text tower's context length."""
+    from prograd_pl.startup import import_heavy
+
+    import_heavy()  # the first import of torch and open_clip, Ctrl-C held meanwhile
     import open_clip
 
     from prograd_pl.models.backbone import register_model_configs
@@ -398,6 +401,9 @@ def _check_strategy(cfg: DictConfig) -> None:
         if "_target_" not in value:
             raise ConfigError("trainer.strategy must be a strategy name or a node with a _target_, got a node without one.")
         return
+    from prograd_pl.startup import import_heavy
+
+    import_heavy()
     from lightning.pytorch.strategies import StrategyRegistry
 
     names = ["auto", *StrategyRegistry.available_strategies()]
