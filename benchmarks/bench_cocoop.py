@@ -8,7 +8,7 @@ Linear-ReLU-Linear with hidden = image-feature dim / 16), fp32, SGD lr 0.002 mom
   meta-net's token is placed in all ``n_cls`` prompts, which go through the text transformer at the full 77
   tokens (``B x n_cls`` prompts; the graph of all images is kept until the backward), logits per image,
   cross-entropy, backward, SGD step.
-* ours: ``MethodModule(method='cocoop').compute_update`` (the project's frozen image pass): per image the SOT +
+* ours: ``PromptModule(CoCoOp(...)).compute_update`` (the project's frozen image pass): per image the SOT +
   shifted-context prefix is encoded once and the ``B x n_cls`` short class suffixes (cut after the last EOT)
   attend to it; gradients from cotangents at the text features; SGD step.
 
@@ -74,7 +74,8 @@ def cocoop_reference_step(backbone, learner, images, labels):
 def run_variant(variant: str, args: argparse.Namespace, out: Path) -> None:
     import torch
 
-    from prograd_pl.methods.method_module import MethodModule
+    from prograd_pl.methods.cocoop import CoCoOp
+    from prograd_pl.methods.module import PromptModule
     from prograd_pl.models.backbone import load_backbone
     from prograd_pl.models.conditional_prompt import ConditionalPromptLearner
 
@@ -103,7 +104,7 @@ def run_variant(variant: str, args: argparse.Namespace, out: Path) -> None:
             return grads
 
     else:
-        module = MethodModule(backbone, learner, method="cocoop", encoding="auto").to(device)
+        module = PromptModule(CoCoOp(backbone, names, prompt=learner, encoding="auto")).to(device)
         module.train()
         module.image_features(images)  # set-up: the fast image pass prepares its folded copy of the tower once
 

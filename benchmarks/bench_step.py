@@ -150,7 +150,7 @@ def _image_pass_and_breakdown(case, step, reps: int, compile_image: bool) -> dic
         "ours (fp32, exact)": lambda: module.image_features(images),
         "before (open_clip as loaded)": before,
         "option model.image_bf16": bf16,
-        "text forward": lambda: module.text_features(),
+        "text forward": lambda: module.method.class_features(),
     }
     for fn in pieces.values():  # warm-up
         fn()
@@ -240,7 +240,7 @@ def job_ops(out: Path) -> dict:
             module = step.module
             twins = case.learner.ctx.detach().unsqueeze(0).repeat(2, 1, 1).requires_grad_(True)
             img = module.image_features(case.images)
-            teacher = module._teacher()
+            teacher = module.method.teacher()
             res["graphs"], res["graph_breaks"] = graph_breaks(
                 module.forward_part, twins, img, case.labels, teacher
             )

@@ -4,7 +4,7 @@ ours, the text side alone, timing, and the activation memory of a step counted f
 * plain: as the reference code (spec §1.7): the student and a second CLIP copy (teacher) each encode the batch,
   the class prompts go through the text transformer at the full 77 tokens, ``L_kl.backward(retain_graph=True)``
   then ``L_ce.backward()``, projection, SGD step.  Teacher text features are computed once at set-up.
-* ours: ``PromptTuningModule.compute_update`` (one fast frozen image pass, shared-prefix text encoding without
+* ours: ``PromptModule.compute_update`` (one fast frozen image pass, shared-prefix text encoding without
   padding rows, both gradients from one text-tower forward), projection inside it, SGD step.
 """
 
@@ -230,32 +230,30 @@ def plain_step(case: Case, precision: str = "fp32") -> tuple[Callable[[], tuple[
 def our_step(
     case: Case, method: str = "prograd", precision: str = "fp32", backward: str = "auto"
 ) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
-    """``PromptTuningModule.compute_update`` + SGD for ``method`` (prograd or coop); the step returns the applied
+    """``PromptModule.compute_update`` + SGD for ``method`` (prograd or coop); the step returns the applied
     gradient and the cosine of the two gradients (a device tensor, NaN for coop: the step itself reads nothing
     back).  ``backward='twin'`` forces the GPU path on the CPU."""
-    from prograd_pl.methods.module import PromptTuningModule
+    from prograd_pl.methods.coop import CoOp, ProGrad
+    from prograd_pl.methods.module import PromptModule
+    from prograd_pl.methods.rule import ProGradRule
 
-    mixed = torch.bfloat16 if precision == "bf16" else None
-    module = PromptTuningModule(
-        case.backbone,
-        case.learner,
-        method=method,
-        template=TEMPLATE,
-        lam=LAM,
-        encoding="auto",
-        mixed_dtype=mixed,
-    ).to(case.device)
+    cls = {"prograd": ProGrad, "coop": CoOp}[method]
+    precision_name = "bf16-mixed" if precision == "bf16" else "32"
+    learned = cls(case.backbone, case.learner.classnames, template=TEMPLATE, prompt=case.learner, encoding="auto",
+                  precision=precision_name)  # fmt: skip
+    rule = ProGradRule(lam=LAM) if method == "prograd" else None
+    module = PromptModule(learned, rule=rule).to(case.device)
     module.backward = backward
     module.train()
-    if method != "coop":
-        module._teacher()  # teacher class features once at build time (cached by class names and template)
+    if rule is not None:
+        learned.teacher()  # teacher class features once at build time (cached by class names and template)
     ctx = case.learner.ctx
     opt = torch.optim.SGD([ctx], lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
 
     nan = torch.full((), float("nan"))
 
     def step() -> tuple[torch.Tensor, torch.Tensor]:
-        grad, logs = module.compute_update(case.images, case.labels)
+        (grad,), logs = module.compute_update(case.images, case.labels)
         ctx.grad = grad.to(ctx.dtype)
         applied = grad.detach()
         opt.step()

@@ -107,3 +107,52 @@ def gloo_compute_update(backbone, build, images, labels, tmp_path: Path, world: 
     args = (world, port, str(tmp_path), str(state_path), build, images, labels)
     mp.spawn(_gloo_worker, args=args, nprocs=world, join=True)
     return torch.load(tmp_path / "ddp.pt", weights_only=True)
+
+
+def method_module(
+    backbone,
+    learner,
+    method: str = "prograd",
+    *,
+    rule: str = "none",
+    rule_scope: str = "tensor",
+    lam: float = 1.0,
+    temperature: float = 1.0,
+    template: str = "a photo of a {}.",
+    lr: float = 0.002,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    max_epochs: int = 50,
+    warmup_epochs: int = 1,
+    warmup_lr: float = 1e-5,
+    encoding: str = "auto",
+    mixed_dtype=None,
+    kg_weight: float = 8.0,
+):
+    """The :class:`PromptModule` of ``method`` (the name of its config file) around ``learner``, built from the
+    method classes as the config's ``_target_`` does: ProGrad is CoOp's class under the rule, KD takes ``lam`` as
+    its loss weight, every other method takes ``lam`` for the rule."""
+    import functools
+
+    import torch
+
+    from prograd_pl.methods.cocoop import CoCoOp
+    from prograd_pl.methods.coop import CoOp, ProGrad
+    from prograd_pl.methods.kd import KD
+    from prograd_pl.methods.kgcoop import KgCoOp
+    from prograd_pl.methods.module import PromptModule
+    from prograd_pl.methods.rule import ProGradRule
+    from prograd_pl.methods.zeroshot import ZeroShot
+
+    classes = {"coop": CoOp, "prograd": ProGrad, "kd": KD, "cocoop": CoCoOp, "kgcoop": KgCoOp, "zeroshot": ZeroShot}
+    precision = {torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}.get(mixed_dtype, "32")
+    extra = {"kd": {"lam": lam, "temperature": temperature}, "kgcoop": {"kg_weight": kg_weight}}.get(method, {})
+    names = learner.classnames if learner is not None else None
+    instance = classes[method](backbone, names, template=template, prompt=learner, encoding=encoding,
+                               precision=precision, **extra)  # fmt: skip
+    if method == "prograd":
+        rule = "prograd"
+    the_rule = ProGradRule(lam=lam, temperature=temperature, scope=rule_scope) if rule == "prograd" else None
+    optim = functools.partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return PromptModule(instance, rule=the_rule, optim=optim, max_epochs=max_epochs, warmup_epochs=warmup_epochs,
+                        warmup_lr=warmup_lr)  # fmt: skip

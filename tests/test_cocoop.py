@@ -9,11 +9,12 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import fit_one_step, random_images
+from conftest import fit_one_step, method_module, random_images
 from torch.utils.data import DataLoader, TensorDataset
 
-from prograd_pl.methods.method_module import MethodModule
-from prograd_pl.methods.module import MethodError
+from prograd_pl.errors import MethodError
+from prograd_pl.methods.cocoop import CoCoOp
+from prograd_pl.methods.coop import CoOp
 from prograd_pl.models.conditional_prompt import ConditionalPromptLearner, image_feature_dim
 from prograd_pl.models.prompt_learner import PromptError, PromptLearner
 
@@ -106,7 +107,7 @@ def reference_step(backbone, pl0, images, labels):
 
 
 def our_step(backbone, pl, images, labels, precision=None, **kw):
-    module = MethodModule(
+    module = method_module(
         backbone, pl, method="cocoop", lr=LR, momentum=MOM, weight_decay=WD, max_epochs=1, warmup_epochs=0,
         mixed_dtype=precision, **kw,
     )  # fmt: skip
@@ -144,7 +145,7 @@ def test_cocoop_bf16_keeps_fp32_master_weights(tiny_backbone):
 
 def test_cocoop_evaluates_other_class_sets_and_cached_features(tiny_backbone):
     pl = learner(tiny_backbone)
-    module = MethodModule(tiny_backbone, pl, method="cocoop")
+    module = method_module(tiny_backbone, pl, method="cocoop")
     module.set_eval_classes(OTHER, template="a photo of a {}.")
     pl.eval_prompt_budget = 5  # forces chunks of one image (5 // 4 classes)
     images = random_images(tiny_backbone, 6, seed=13)
@@ -167,9 +168,9 @@ def test_cocoop_evaluates_other_class_sets_and_cached_features(tiny_backbone):
 def test_method_and_learner_must_match(tiny_backbone):
     plain = PromptLearner(tiny_backbone, NAMES, n_ctx=4, init="phrase", phrase="a photo of a")
     with pytest.raises(MethodError, match="needs a ConditionalPromptLearner"):
-        MethodModule(tiny_backbone, plain, method="cocoop")
-    with pytest.raises(MethodError, match="needs a ConditionalPromptLearner"):
-        MethodModule(tiny_backbone, learner(tiny_backbone), method="coop")
+        CoCoOp(tiny_backbone, plain.classnames, prompt=plain)
+    with pytest.raises(MethodError, match="ConditionalPromptLearner is CoCoOp's"):
+        CoOp(tiny_backbone, NAMES, prompt=learner(tiny_backbone))
 
 
 def test_learned_state_round_trip(tiny_backbone):

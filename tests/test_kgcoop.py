@@ -9,10 +9,10 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import method_module
 from torch.utils.data import DataLoader, TensorDataset
 
 from prograd_pl.methods.losses import knowledge_guided_loss
-from prograd_pl.methods.method_module import MethodModule
 from prograd_pl.models.prompt_learner import PromptLearner
 
 NAMES = ["airplane", "bear", "car", "dog", "elephant", "flower", "guitar"]
@@ -75,7 +75,7 @@ def test_kgcoop_step_equals_hand_written_step(tiny_backbone, rule, kg_weight):
     assert conflict == (rule == "prograd")
     pl = PromptLearner(tiny_backbone, NAMES, init="phrase", phrase="a photo of a")
     pl.ctx.data.copy_(ctx0)
-    module = MethodModule(
+    module = method_module(
         tiny_backbone, pl, method="kgcoop", rule=rule, kg_weight=kg_weight, lam=1.0, template=TEMPLATE, lr=LR,
         momentum=MOM, weight_decay=WD, max_epochs=1, warmup_epochs=0,
     )  # fmt: skip
@@ -89,7 +89,7 @@ def test_kgcoop_step_equals_hand_written_step(tiny_backbone, rule, kg_weight):
     assert bool((ref - unprojected).abs().max() > 1e-6) == conflict
     # the regulariser matters: without it the step is another one
     pl.ctx.data.copy_(ctx0)
-    module.kg_weight, module.rule = 0.0, "none"
+    module.method.kg_weight, module.rule = 0.0, None
     grads, logs = module.compute_update(images, labels)
     assert float(logs["loss_kg"]) > 0.01
     assert (ctx0 - LR * (grads[0] + WD * ctx0) - unprojected).abs().max() > 1e-4

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
-from prograd_pl.methods.linear_probe import (
+from prograd_pl.linear_probe import (
     COARSE_GRID,
     LinearProbeError,
     encode_image_features,
@@ -89,11 +89,11 @@ def test_probe_module_evaluates_like_the_other_methods(tiny_backbone):
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from prograd_pl.methods.linear_probe import LinearProbeModule
+    from prograd_pl.linear_probe import LinearProbe
 
     train, val, test = blobs()
     names = ["a", "b", "c", "d"]
-    module = LinearProbeModule(tiny_backbone, names, precision="32")
+    module = LinearProbe(tiny_backbone, names, precision="32")
     probe = module.fit_features(train, val)
     expected = linear_probe(train, val, test, n_classes=4)
     assert probe["C"] == expected["C"]

@@ -349,3 +349,33 @@ def test_shared_prefix_in_one_or_two_buckets_equals_plain(tiny_backbone, names):
     out = {mode: _features_and_context_gradient(pl, mode, w) for mode in ("plain", "shared_prefix")}
     assert (out["plain"][0] - out["shared_prefix"][0]).abs().max() <= 1e-5
     assert (out["plain"][1] - out["shared_prefix"][1]).abs().max() <= 1e-5 * max(1.0, float(out["plain"][1].abs().max()))
+
+
+def test_deep_prompts_insert_tokens_layer_by_layer(tiny_backbone):
+    """Deep prompts (``DeepPrompts``): tokens equal to the hidden states the plain tower computes there give the
+    plain features; other tokens change them, and their gradient reaches every inserted layer."""
+    from prograd_pl.models.text_encoder import DeepPrompts, PromptTextEncoder
+
+    encoder = PromptTextEncoder(tiny_backbone.text)
+    tower = encoder.tower
+    ids = tiny_backbone.tokenizer(["X X X X dog.", "X X X X a red car."])
+    eot = encoder.eot_index(ids)
+    embeds = tower.token_embedding(ids)
+    plain = encoder.encode_embeddings(embeds, eot)
+    # the hidden states of the four context tokens before block 1 of the plain pass (prompt 0's; the tiny tower
+    # has two blocks: depth 2)
+    length = int(eot.max()) + 1
+    x = embeds[:, :length] + tower.positional_embedding[:length]
+    mask = tower.attn_mask[:length, :length]
+    states = []
+    for block in list(tower.transformer.resblocks)[:1]:
+        x = block(x, attn_mask=mask)
+        states.append(x[0, 1:5].detach())
+    same = encoder.encode_embeddings(embeds[:1], eot[:1], deep=DeepPrompts(1, states))
+    assert (same - plain[:1]).abs().max() <= 1e-5
+    learned = [torch.randn(4, embeds.shape[-1], generator=torch.Generator().manual_seed(i)).requires_grad_(True)
+               for i in range(1)]  # fmt: skip
+    other = encoder.encode_embeddings(embeds, eot, deep=DeepPrompts(1, learned))
+    assert (other - plain).abs().max() > 1e-3
+    other.sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in learned)

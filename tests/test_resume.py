@@ -50,7 +50,7 @@ def test_crashed_run_resumes_to_the_uninterrupted_context(tmp_path):
     last = folder / LAST_NAME
     assert last.is_file() and not (folder / "results.json").exists()
     blob = torch.load(last, map_location="cpu", weights_only=True)
-    assert set(blob["state_dict"]) == {"prompt_learner.ctx"}  # the learned context only, no CLIP weights
+    assert set(blob["state_dict"]) == {"method.prompt_learner.ctx"}  # the learned context only, no CLIP weights
     assert blob["epoch"] == 1 and blob["prograd_pl"]["steps_done"] == 8 and blob["optimizer_states"]
     assert last.stat().st_size < 200_000
 

@@ -8,12 +8,16 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import fit_one_step, gloo_compute_update, random_images
+from conftest import compose, fit_one_step, gloo_compute_update, method_module, random_images
 from test_cocoop import NAMES, learner, reference_text
 
-from prograd_pl.methods.method_module import MethodModule
-from prograd_pl.methods.module import MethodError, PromptTuningModule
+from prograd_pl.app.config import check, resolve
+from prograd_pl.errors import ConfigError, MethodError
+from prograd_pl.methods.coop import ProGrad
+from prograd_pl.methods.kd import KD
+from prograd_pl.methods.module import PromptModule
 from prograd_pl.methods.projection import project_parameters
+from prograd_pl.methods.rule import ProGradRule
 from prograd_pl.models.prompt_learner import PromptLearner
 
 TEMPLATE = "a photo of a {}."
@@ -100,7 +104,7 @@ def test_rule_prograd_on_cocoop_equals_hand_written_projected_step(tiny_backbone
             break
     else:
         pytest.fail("no labelling with the wanted conflict pattern")
-    module = MethodModule(
+    module = method_module(
         tiny_backbone, pl, method="cocoop", rule="prograd", rule_scope=scope, lam=LAM, template=TEMPLATE, lr=LR,
         momentum=MOM, weight_decay=WD, max_epochs=1, warmup_epochs=0,
     )  # fmt: skip
@@ -121,7 +125,7 @@ def test_rule_prograd_on_coop_is_method_prograd(tiny_backbone):
     results = {}
     for method, rule in (("prograd", "none"), ("coop", "prograd")):
         pl = PromptLearner(tiny_backbone, NAMES, n_ctx=16, init="template", template=TEMPLATE)
-        module = MethodModule(tiny_backbone, pl, method=method, rule=rule, lam=LAM, template=TEMPLATE, lr=LR,
+        module = method_module(tiny_backbone, pl, method=method, rule=rule, lam=LAM, template=TEMPLATE, lr=LR,
                               max_epochs=1, warmup_epochs=0)  # fmt: skip
         grad, logs = module.compute_update(images, labels)
         results[method] = (grad if torch.is_tensor(grad) else grad[0], logs["grad_cos"])
@@ -131,22 +135,24 @@ def test_rule_prograd_on_coop_is_method_prograd(tiny_backbone):
 
 def test_rule_options_are_checked(tiny_backbone):
     pl = PromptLearner(tiny_backbone, NAMES, n_ctx=4, init="phrase", phrase="a photo of a")
-    with pytest.raises(MethodError, match="already is the rule"):
-        MethodModule(tiny_backbone, pl, method="prograd", rule="prograd")
-    with pytest.raises(MethodError, match="not 'kd'"):
-        MethodModule(tiny_backbone, pl, method="kd", rule="prograd")
-    with pytest.raises(MethodError, match="rule='pcgrad'"):
-        MethodModule(tiny_backbone, pl, method="coop", rule="pcgrad")
+    with pytest.raises(MethodError, match="ProGrad is a method under ProGrad's rule"):
+        PromptModule(ProGrad(tiny_backbone, pl.classnames, prompt=pl))
+    with pytest.raises(MethodError, match="cannot wrap KD"):
+        PromptModule(KD(tiny_backbone, pl.classnames, prompt=pl), rule=ProGradRule())
     with pytest.raises(MethodError, match="rule_scope='all'"):
-        MethodModule(tiny_backbone, pl, method="coop", rule="prograd", rule_scope="all")
-    with pytest.raises(MethodError, match="method.name='cocop'"):
-        MethodModule(tiny_backbone, pl, method="cocop")
-    with pytest.raises(MethodError, match="method.name='cocoop'"):
-        PromptTuningModule(tiny_backbone, pl, method="cocoop")  # the base module keeps its own list
+        ProGradRule(scope="all")
+    for overrides, message in (
+        (["method=kd", "method.rule=prograd"], "method.rule=prograd cannot wrap method=kd"),
+        (["method=coop", "method.rule=pcgrad"], "method.rule"),
+        (["method=prograd", "method.rule=none"], "needs method.rule=prograd"),
+        (["method=coop", "+method.lamda=0.5"], "did you mean method.lam"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            check(resolve(compose(["model=tiny", *overrides])))
 
 
 def cocoop_rule_module(backbone):
-    return MethodModule(backbone, learner(backbone), method="cocoop", rule="prograd", template=TEMPLATE)
+    return method_module(backbone, learner(backbone), method="cocoop", rule="prograd", template=TEMPLATE)
 
 
 @pytest.mark.slow

@@ -9,13 +9,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import random_images
+from conftest import method_module, random_images
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from op_count import CountOps, count_ops, graph_breaks  # noqa: E402
 
-from prograd_pl.methods.method_module import MethodModule  # noqa: E402
 from prograd_pl.models.prompt_learner import PromptLearner  # noqa: E402
 
 TEMPLATE = "a photo of a {}."
@@ -42,7 +41,7 @@ class CountedSteps(L.Callback):
 
 
 def _fit(module, n_images: int = 4, steps: int = 3, **trainer_kwargs):
-    backbone_images = random_images(module.backbone, n_images, seed=0)
+    backbone_images = random_images(module.method.backbone, n_images, seed=0)
     labels = torch.arange(n_images) % module.n_classes
     counter = CountedSteps()
     trainer = L.Trainer(
@@ -60,7 +59,7 @@ def _fit(module, n_images: int = 4, steps: int = 3, **trainer_kwargs):
 )  # fmt: skip
 def test_training_step_reads_nothing_back(tiny_backbone, method, rule, backward):
     pl = PromptLearner(tiny_backbone, NAMES, n_ctx=4, init="template", template=TEMPLATE)
-    module = MethodModule(tiny_backbone, pl, method=method, rule=rule, template=TEMPLATE, max_epochs=1)
+    module = method_module(tiny_backbone, pl, method=method, rule=rule, template=TEMPLATE, max_epochs=1)
     module.backward = backward
     counts = _fit(module)  # the default progress bar on; logging every 2 steps
     assert len(counts) == 3
@@ -105,11 +104,11 @@ def test_bf16_step_casts_no_frozen_weight(tiny_backbone):
 def test_step_forward_part_compiles_without_graph_break(tiny_backbone, precision):
     """Text encoder on two contexts, logits and both losses: one graph for torch.compile(fullgraph=True)."""
     pl = PromptLearner(tiny_backbone, NAMES, n_ctx=4, init="template", template=TEMPLATE)
-    module = MethodModule(tiny_backbone, pl, method="prograd", template=TEMPLATE, max_epochs=1,
-                          mixed_dtype=precision)  # fmt: skip
+    module = method_module(tiny_backbone, pl, method="prograd", template=TEMPLATE, max_epochs=1,
+                           mixed_dtype=precision)  # fmt: skip
     images = random_images(tiny_backbone, 2, seed=1)
     twins = pl.ctx.detach().unsqueeze(0).repeat(2, 1, 1).requires_grad_(True)
-    args = (twins, module.image_features(images), torch.tensor([0, 1]), module._teacher())
+    args = (twins, module.image_features(images), torch.tensor([0, 1]), module.method.teacher())
     module.forward_part(*args)  # the eager call checks the cast tower; the graph then takes it as is
     assert graph_breaks(module.forward_part, *args) == (1, 0)
 
@@ -126,7 +125,7 @@ def test_compiled_step_equals_eager_step(tiny_backbone):
     for mode in ("none", "default"):
         torch.manual_seed(0)
         pl = PromptLearner(tiny_backbone, NAMES, n_ctx=4, init="template", template=TEMPLATE)
-        module = MethodModule(tiny_backbone, pl, method="prograd", template=TEMPLATE, max_epochs=1, lr=0.5,
+        module = method_module(tiny_backbone, pl, method="prograd", template=TEMPLATE, max_epochs=1, lr=0.5,
                               warmup_epochs=0)  # fmt: skip
         module.backward = "twin"
         module.set_compile(mode)

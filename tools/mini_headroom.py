@@ -27,7 +27,7 @@ import torch
 from mini_zeroshot import class_text_features, render_split
 
 from prograd_pl.data.base2new import base_class_count
-from prograd_pl.methods.linear_probe import fit_logistic, search_regularisation
+from prograd_pl.linear_probe import fit_logistic, search_regularisation
 from prograd_pl.mini.styles import STYLES
 from prograd_pl.mini.tasks import TASKS, MiniTask
 
@@ -80,7 +80,7 @@ def linear_probe(
 ) -> tuple[float, float]:
     """Test accuracy (%) of a logistic regression whose inverse regularisation C maximises val accuracy.
 
-    The baseline's own search (:func:`~prograd_pl.methods.linear_probe.search_regularisation`) over ``c_grid``
+    The baseline's own search (:func:`~prograd_pl.linear_probe.search_regularisation`) over ``c_grid``
     without its refinement rounds, on the (already normalised, float64) features: ties go to the strongest
     regularisation (smallest C), and the chosen model is refit on train only (as lpclip).
     Returns (test accuracy, chosen C).

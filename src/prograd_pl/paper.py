@@ -24,20 +24,9 @@ LAMBDA_08_DATASETS: tuple[str, ...] = ("oxford_flowers", "dtd", "eurosat")
 TABLE_ORDER: tuple[str, ...] = (*DATASETS, *DG_TARGETS)
 
 
-UNTRAINED_METHODS: tuple[str, ...] = ("zeroshot", "linear_probe")
-"""Methods that take no gradient steps: their epochs (and training batch size) never matter."""
-
-
-def recipe_epochs(dataset: str, shots: int, method: str = "prograd") -> int:
-    """Training epochs of the recipe.
-
-    ProGrad/CoOp (spec §3.2): ImageNet 50; 1 shot 50; 2-4 shots 100; 8-16 shots 200. CoCoOp: 10. Methods that do not
-    train by gradient steps (zero-shot, linear probe): 0.
-    """
-    if method in UNTRAINED_METHODS:
-        return 0
-    if method == "cocoop":
-        return 10
+def recipe_epochs(dataset: str, shots: int) -> int:
+    """Training epochs of the ProGrad/CoOp recipe (spec §3.2): ImageNet 50; 1 shot 50; 2-4 shots 100; 8-16 shots
+    200.  A method with a recipe of its own (CoCoOp's 10, zero-shot's 0) says so in its config (``method.epochs``)."""
     if dataset == "imagenet" or shots <= 1:
         return 50
     return 100 if shots <= 4 else 200
@@ -46,11 +35,6 @@ def recipe_epochs(dataset: str, shots: int, method: str = "prograd") -> int:
 def recipe_lambda(dataset: str, shots: int) -> float:
     """ProGrad's lambda (spec §3.3): 0.8 for 8/16 shots on Flowers102, DTD and EuroSAT, else 1.0."""
     return 0.8 if dataset in LAMBDA_08_DATASETS and shots >= 8 else 1.0
-
-
-def recipe_batch_size(method: str) -> int:
-    """Training batch size: 32 (CoOp/ProGrad configs), 1 for CoCoOp (its reference recipe)."""
-    return 1 if method == "cocoop" else 32
 
 
 def table_sort_key(name: str) -> tuple[int, str]:

@@ -94,13 +94,12 @@ def build_datamodule(cfg: DictConfig, train: Sequence, test: Sequence, backbone:
 
 
 def build_method(cfg: DictConfig, backbone: Any, classnames: Sequence[str], seed: int, prompt: Any = None):
-    """The method's LightningModule from ``cfg.method`` (a partial factory); ``prompt`` replaces the configured
-    prompt learner (a context restored from a checkpoint)."""
-    factory = instantiate(cfg.method)
-    kwargs: dict[str, Any] = {"seed": seed}
-    if prompt is not None:
-        kwargs["prompt"] = prompt
-    return factory(backbone, list(classnames), **kwargs)
+    """What ``cfg.method`` describes (:func:`prograd_pl.methods.build.build`): the LightningModule around the
+    method's class, or the linear probe's pipeline; ``prompt`` replaces the configured prompt learner (a context
+    restored from a checkpoint)."""
+    from prograd_pl.methods.build import build
+
+    return build(cfg.method, backbone, classnames, seed, prompt=prompt)
 
 
 def run_tags(cfg: DictConfig, shots: int) -> dict[str, Any]:

@@ -24,13 +24,15 @@ CONFIG_MODULE = "prograd_pl.conf"
 
 
 def dataset_template(dataset: str, source: str) -> str:
-    """The hand-crafted template of ``dataset`` from the ProGrad or the CoOp table."""
+    """The hand-crafted template of ``dataset`` from the ProGrad, the CoOp or the KgCoOp table (KgCoOp's trainer
+    uses CoOp's table except for DTD: "a photo of a {}, a type of texture.")."""
     from prograd_pl.data.registry import get_dataset_info
 
     info = get_dataset_info(dataset)
-    if source not in ("prograd", "coop"):
-        raise ConfigError(f"dataset.template_source='{source}' is not one of prograd, coop.")
-    return info.coop_template if source == "coop" else info.template
+    tables = {"prograd": info.template, "coop": info.coop_template, "kgcoop": info.kgcoop_template or info.coop_template}
+    if source not in tables:
+        raise ConfigError(f"dataset.template_source='{source}' is not one of {', '.join(tables)}.")
+    return tables[source]
 
 
 def _workers(accelerator: str) -> int:
@@ -45,6 +47,15 @@ def _as_int(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{key} must be an integer, got {key}={value!r}.")
     return value
+
+
+def _method_epochs(dataset: Any, shots: Any, epochs: Any) -> int:
+    """``method.epochs``: a number of epochs, or ``recipe`` (the ProGrad/CoOp table for this dataset and shots)."""
+    if str(epochs) == "recipe":
+        return paper.recipe_epochs(str(dataset), _as_int(shots, "shots"))
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ConfigError(f"method.epochs must be recipe or a number of epochs >= 0, got method.epochs={epochs!r}.")
+    return epochs
 
 
 def _mini_tasks() -> list[str]:
@@ -69,9 +80,9 @@ def _mini_others(dataset: str) -> ListConfig:
 
 
 RESOLVERS = {
-    "pg.epochs": lambda dataset, shots, method: paper.recipe_epochs(str(dataset), _as_int(shots, "shots"), str(method)),
+    "pg.epochs": lambda dataset, shots, epochs: _method_epochs(dataset, shots, epochs),
     "pg.lambda": lambda dataset, shots: paper.recipe_lambda(str(dataset), _as_int(shots, "shots")),
-    "pg.batch_size": lambda method: paper.recipe_batch_size(str(method)),
+    "pg.batch_size": lambda value: _as_int(value, "method.batch_size"),
     "pg.rule_lambda": lambda rule, dataset, shots: (
         paper.recipe_lambda(str(dataset), _as_int(shots, "shots")) if str(rule) == "prograd" else 0.0
     ),
@@ -192,7 +203,7 @@ def check(cfg: DictConfig) -> None:
     dataset = str(cfg.dataset.name)
     info = get_dataset_info(dataset)
     method = str(cfg.method.name)
-    if info.test_only and method != "zeroshot" and cfg.ckpt is None:
+    if info.test_only and cfg.method.get("uses_shots", True) and cfg.ckpt is None:
         raise ConfigError(
             f"dataset={dataset} is test-only; train on imagenet with setting=dg to evaluate on it, or pass ckpt=."
         )
@@ -200,9 +211,9 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"eval_datasets must be a list of dataset names, got {cfg.eval_datasets!r}.")
     for name in cfg.eval_datasets or []:
         get_dataset_info(str(name))
-    if method == "zeroshot" and cfg.ckpt is not None:
-        raise ConfigError(f"method=zeroshot evaluates the hand-crafted prompt and cannot use ckpt={cfg.ckpt}; pass "
-                          "the method the checkpoint was trained with (method=coop, prograd, ...).")  # fmt: skip
+    if cfg.method.get("prompt") is None and cfg.ckpt is not None:
+        raise ConfigError(f"method={method} learns no prompt and cannot use ckpt={cfg.ckpt}; pass the method the "
+                          "checkpoint was trained with (method=coop, prograd, ...).")  # fmt: skip
     _check_choice(cfg, "ckpt_classes", ("check", "ignore"))
     _check_choice(cfg, "trainer.precision", PRECISIONS)
     if str(cfg.trainer.precision) == "16-mixed" and str(cfg.trainer.get("accelerator")) == "cpu":
@@ -224,13 +235,8 @@ def check(cfg: DictConfig) -> None:
     if "rule" in m:
         _check_choice(cfg, "method.rule", ("none", "prograd"))
         _check_choice(cfg, "method.rule_scope", ("tensor", "vector"))
-        if rule != "none" and method not in ("coop", "cocoop", "kgcoop"):
-            raise ConfigError(f"method.rule={rule} applies to method coop, cocoop or kgcoop, not method={method}.")
-    if method == "linear_probe" and cfg.setting != "fewshot":
-        raise ConfigError(f"method=linear_probe classifies only its training classes; use setting=fewshot, "
-                          f"not setting={cfg.setting}.")  # fmt: skip
     if "lam" in m and m.lam is not None:
-        _check_number(cfg, "method.lam", 0.0, 1.0 if (method == "prograd" or rule == "prograd") else None)
+        _check_number(cfg, "method.lam", 0.0, 1.0 if rule == "prograd" else None)
     if "temperature" in m:
         _check_number(cfg, "method.temperature", 0.0, strict_low=True)
     if m.get("optim") is not None:
@@ -444,6 +450,37 @@ def _check_targets(cfg: DictConfig) -> None:
         node = cfg.get(key)
         if isinstance(node, DictConfig):
             _check_target_node(node, key)
+    _check_method_class(cfg)
+
+
+def method_configs() -> list[str]:
+    """The method configs Hydra can compose (``method=<name>``): the files of ``conf/method/`` without a leading
+    underscore."""
+    from importlib.resources import files
+
+    folder = files(CONFIG_MODULE).joinpath("method")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_"))
+
+
+def _check_method_class(cfg: DictConfig) -> None:
+    """What the method's class says about itself (never its name): whether the rule may wrap it or must, whether
+    it can classify classes it was not fitted on."""
+    from prograd_pl.methods.build import check_options
+
+    cls = check_options(cfg.method)
+    method, rule = str(cfg.method.name), str(cfg.method.get("rule", "none"))
+    names = method_configs()
+    if method not in names:  # the name labels results and rebuilds the recipe: it must be a method config
+        raise ConfigError(f"method.name='{method}' is not one of {', '.join(names)} (the files of conf/method/).")
+    if rule != "none" and not getattr(cls, "accepts_rule", False):
+        raise ConfigError(f"method.rule={rule} cannot wrap method={method} ({cls.__name__}); use it with a method "
+                          "that has a task gradient of its own to project, such as coop, cocoop or kgcoop.")  # fmt: skip
+    if rule == "none" and getattr(cls, "requires_rule", False):
+        raise ConfigError(f"method={method} ({cls.__name__}) is a method under ProGrad's rule and needs "
+                          "method.rule=prograd; without the rule use the method it wraps (method=coop).")  # fmt: skip
+    if getattr(cls, "only_training_classes", False) and cfg.setting != "fewshot":
+        raise ConfigError(f"method={method} classifies only its training classes; use setting=fewshot, "
+                          f"not setting={cfg.setting}.")  # fmt: skip
 
 
 def _check_target_node(node: DictConfig, where: str) -> None:
@@ -451,7 +488,7 @@ def _check_target_node(node: DictConfig, where: str) -> None:
 
     from hydra.utils import get_object
 
-    if "_target_" in node:
+    if "_target_" in node and where != "method":  # the method node's keys: methods.build.check_options
         target = str(node._target_)
         try:
             obj = get_object(target)

@@ -22,7 +22,8 @@ def evaluate(module: Any, trainer: L.Trainer, cfg: DictConfig, splits: DatasetSp
     if not splits.test:
         raise DatasetError(f"dataset {splits.name} has an empty test split.")
     loader = build_datamodule(cfg, [], splits.test, backbone).test_dataloader()
-    if cfg.feature_cache:
+    method = getattr(module, "method", None)  # a method that prompts the image tower has no fixed features
+    if cfg.feature_cache and not getattr(method, "prompts_image", False):
         feats, labels = cached_features(module, loader, cfg, splits, backbone)
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(feats, labels),
                                              batch_size=cfg.data.test_batch_size)  # fmt: skip

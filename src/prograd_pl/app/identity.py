@@ -28,7 +28,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from prograd_pl.atomic import file_sha256 as file_digest
 from prograd_pl.models.checkpoint import checkpoint_file
-from prograd_pl.paper import UNTRAINED_METHODS
 from prograd_pl.results.diff import differences, flatten  # noqa: F401  (their home; run and components use them)
 from prograd_pl.results.store import IDENTITY_NAME
 
@@ -117,11 +116,12 @@ def identity(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     for key, target in refs:  # a repeated value stays once, where it is referenced from
         if _has(tree, target):
             _drop(tree, key)
-    method = tree.get("method", {}).get("name")
-    if method in UNTRAINED_METHODS or tree.get("ckpt") is not None:
+    method = tree.get("method", {})
+    if method.get("epochs") == 0 or tree.get("ckpt") is not None:  # no gradient steps: epochs, batch size moot
         tree.setdefault("trainer", {})["max_epochs"] = 0
         tree.get("data", {}).pop("batch_size", None)
-    if method == "zeroshot":
+        method.pop("batch_size", None)
+    if method.get("uses_shots", True) is False:  # reads no training image (zero-shot CLIP)
         tree["shots"] = 0
     if tree.get("ckpt") is not None:
         ckpt = checkpoint_file(str(tree["ckpt"]))

@@ -40,6 +40,7 @@ class DatasetInfo:
     test_only: bool  # evaluation-only target (ImageNet variants)
     reader: Callable[[Path], DatasetSplits]  # gets the dataset folder (data_root / folder)
     layout: tuple[str, ...] = ()  # required entries under the folder ("x/" = folder), for `data check`
+    kgcoop_template: str | None = None  # KgCoOp's table where it differs from CoOp's (DTD); None: CoOp's
 
 
 @dataclass

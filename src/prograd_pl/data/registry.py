@@ -42,6 +42,7 @@ def _info(module: ModuleType, n_classes: int, sizes: tuple[int, int, int], test_
         folder=module.FOLDER,
         template=module.TEMPLATE,
         coop_template=module.COOP_TEMPLATE,
+        kgcoop_template=getattr(module, "KGCOOP_TEMPLATE", None),
         n_classes=n_classes,
         sizes=sizes,
         test_only=test_only,

@@ -1,32 +1,30 @@
-"""The LightningModule: one image pass, the methods' gradient rules, manual optimisation, evaluation."""
+"""The one LightningModule of every prompt method: manual optimisation, the rule, the schedule, evaluation.
+
+:class:`PromptModule` trains any :class:`prograd_pl.methods.base.PromptMethod`: per batch one frozen image pass,
+the method's class features, its task loss (and, under ``method.rule=prograd``, the general loss) on a detached
+copy of the features, their gradients pushed through the text tower, averaged over DDP ranks, projected by the
+rule, applied by the optimiser through Lightning's ``LightningOptimizer`` (so the precision plugin's GradScaler
+unscales, checks and skips).  Nothing is read back to the host during a step.
+"""
 
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 import torchmetrics
 
 from prograd_pl.errors import MethodError
 from prograd_pl.methods import COMPILE_MODES
-from prograd_pl.methods.gradients import (
-    BACKWARDS,
-    context_gradients,
-    head_losses,
-    twin_context_gradients,
-    twin_losses,
-)
+from prograd_pl.methods.base import PromptMethod
+from prograd_pl.methods.gradients import BACKWARDS, parameter_gradients, twin_context_gradients
 from prograd_pl.methods.losses import FiniteWatch
-from prograd_pl.methods.projection import conflict_cosine, project_and_flag
-from prograd_pl.models.backbone import Backbone, FrozenImagePass
-from prograd_pl.models.prompt_learner import PromptLearner
-from prograd_pl.models.zeroshot import zeroshot_text_features
+from prograd_pl.methods.rule import ProGradRule
 
-METHODS = ("zeroshot", "coop", "prograd", "kd")
+WATCH_NAMES = {"ce": "cross-entropy", "kg": "knowledge-guided", "kl": "distillation"}
+"""A loss part's log name -> the name a non-finite value is reported under."""
 
 
 def recipe_lr(epoch: int, max_epochs: int, base_lr: float, warmup_epochs: int = 1, warmup_lr: float = 1e-5) -> float:
@@ -39,111 +37,84 @@ def recipe_lr(epoch: int, max_epochs: int, base_lr: float, warmup_epochs: int = 
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / max_epochs))
 
 
-class PromptTuningModule(L.LightningModule):
-    """Prompt tuning of a frozen CLIP with one of the methods ``zeroshot | coop | prograd | kd``.
+def default_optimizer(params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The recipe's SGD (lr 0.002, momentum 0.9, weight decay 5e-4), used when no ``method.optim`` is given."""
+    return torch.optim.SGD(params, lr=0.002, momentum=0.9, weight_decay=5e-4)
+
+
+class PromptModule(L.LightningModule):
+    """Trains and evaluates ``method``.
 
     Args:
-        backbone: the frozen open_clip model (shared by student and zero-shot teacher).
-        prompt_learner: the learnable context (ignored by ``zeroshot``).
-        method: gradient rule.
-        template: hand-crafted template of the teacher / zero-shot classifier.
-        lam: ProGrad's lambda, or KD's weight of the distillation loss.
-        temperature: distillation temperature T.
-        lr, momentum, weight_decay: SGD (weight decay and momentum act after the projection).
-        max_epochs, warmup_epochs, warmup_lr: the per-epoch schedule of :func:`recipe_lr`.
-        encoding: text encoding path (``auto`` = fastest exact path).
-        optimizer: builds the optimiser from the parameter list (default SGD with ``lr``/``momentum``/
-            ``weight_decay``); its learning rate is then set per epoch by the recipe's schedule with base ``lr``.
-        mixed_dtype: ``torch.bfloat16``/``torch.float16`` autocast for the towers (the context stays fp32).
-        classnames: the classes (taken from the prompt learner when there is one).
+        method: the prompt method (its learned tensors, class features, logits, task loss).
+        rule: ProGrad's rule around the method's task gradient, or None.
+        optim: builds the optimiser from the learned tensors (a partial ``torch.optim.SGD`` from the config); its
+            learning rate is the base of the warm-up + cosine schedule of :func:`recipe_lr`.
+        max_epochs, warmup_epochs, warmup_lr: the schedule.
     """
-
-    supported_methods: tuple[str, ...] = METHODS
 
     def __init__(
         self,
-        backbone: Backbone,
-        prompt_learner: PromptLearner | None,
-        method: str = "prograd",
-        template: str = "a photo of a {}.",
-        lam: float = 1.0,
-        temperature: float = 1.0,
-        lr: float = 0.002,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        max_epochs: int = 50,
+        method: PromptMethod,
+        rule: ProGradRule | None = None,
+        optim: Callable[..., torch.optim.Optimizer] | None = None,
+        max_epochs: int = 1,
         warmup_epochs: int = 1,
         warmup_lr: float = 1e-5,
-        encoding: str = "auto",
-        mixed_dtype: torch.dtype | None = None,
-        classnames: Sequence[str] | None = None,
-        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     ) -> None:
         super().__init__()
-        if method not in self.supported_methods:
-            raise MethodError(f"method.name='{method}' is not one of {', '.join(self.supported_methods)}.")
-        if method != "zeroshot" and prompt_learner is None:
-            raise MethodError(f"method '{method}' needs a prompt learner.")
+        if rule is not None and not method.accepts_rule:
+            raise MethodError(f"method.rule=prograd cannot wrap {type(method).__name__}: it has no task gradient of "
+                              "its own to project.")  # fmt: skip
+        if rule is None and method.requires_rule:
+            raise MethodError(f"{type(method).__name__} is a method under ProGrad's rule; method.rule=none is "
+                              "method=coop.")  # fmt: skip
         self.method = method
-        self.clip = backbone.model
-        self.backbone = backbone
-        self.prompt_learner = prompt_learner
-        self.template = template
-        self.lam, self.temperature = float(lam), float(temperature)
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.max_epochs, self.warmup_epochs, self.warmup_lr = max_epochs, warmup_epochs, warmup_lr
-        self.encoding = encoding
-        self.optimizer_factory = optimizer
-        self.mixed_dtype = mixed_dtype
-        if prompt_learner is not None:  # the frozen text tower runs as a copy cast once (not autocast per call)
-            prompt_learner.encoder.compute_dtype = mixed_dtype
+        self.rule = rule
+        self.optimizer_factory = optim or default_optimizer
+        self.max_epochs, self.warmup_epochs, self.warmup_lr = max(int(max_epochs), 1), warmup_epochs, warmup_lr
+        self.base_lr: float | None = None
         # how ProGrad's two gradients are taken (methods/gradients.py): auto = twin on accelerators, else sequential
         self.backward = "auto"
         self.set_compile("none")
         self.watch = FiniteWatch()
         self.automatic_optimization = False
-        self.register_buffer("logit_scale", backbone.model.logit_scale.detach().exp().float().clone(), persistent=False)
-        self.teacher_key: tuple | None = None
-        self.register_buffer("teacher_features", torch.empty(0), persistent=False)
         self._eval_text: torch.Tensor | None = None
         self.steps_done = 0
         # counted on the device (read when results or checkpoints are written, never per step)
         self.register_buffer("conflict_count", torch.zeros((), dtype=torch.long), persistent=False)
-        if classnames is None and prompt_learner is None:
-            raise MethodError("zero-shot classification needs the class names.")
-        self._zs_classnames = list(classnames if classnames is not None else prompt_learner.classnames)
-        self.set_eval_classes(self._zs_classnames)
+        self.set_eval_classes(method.classnames)
 
-    # ---- classes -------------------------------------------------------------------------------------------
+    # ---- what the app reads --------------------------------------------------------------------------------
+    @property
+    def prompt_learner(self):
+        """The method's learnable prompt (what ``prompt_learner.pt`` saves), or None."""
+        return self.method.prompt_learner
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """CLIP's logit scale (also the module's device anchor)."""
+        return self.method.logit_scale
+
     @property
     def classnames(self) -> list[str]:
-        if self.prompt_learner is not None:
-            return self.prompt_learner.classnames
-        return list(self._zs_classnames)
-
-    def set_eval_classes(self, classnames: Sequence[str], template: str | None = None) -> None:
-        """Point the classifier at ``classnames`` (base, new, or another dataset's classes)."""
-        if template is not None:
-            self.template = template
-        learner = self.prompt_learner
-        if learner is not None:
-            retarget = template is not None and learner.init == "template" and template != learner.template
-            if list(classnames) != learner.classnames or retarget:
-                learner.set_classnames(classnames, template=template if retarget else None)
-                learner.to(self.logit_scale.device)
-        self._zs_classnames = list(classnames)
-        self._eval_text = None
-        self.n_classes = len(classnames)
-        self._build_metrics(len(classnames))
+        return self.method.classnames
 
     @property
     def conflicts(self) -> int:
-        """Steps whose task and general gradients conflicted (ProGrad), read from the device."""
+        """Steps whose task and general gradients conflicted (the rule), read from the device."""
         return int(self.conflict_count)
 
     @conflicts.setter
     def conflicts(self, value: int) -> None:
         self.conflict_count.fill_(int(value))
+
+    def set_eval_classes(self, classnames, template: str | None = None) -> None:
+        """Point the classifier at ``classnames`` (base, new, or another dataset's classes)."""
+        self.method.set_classes(classnames, template)
+        self._eval_text = None
+        self.n_classes = len(classnames)
+        self._build_metrics(len(classnames))
 
     def _build_metrics(self, n: int) -> None:
         # validate_args=False: the argument checks read values back to the host (a sync per update)
@@ -155,21 +126,15 @@ class PromptTuningModule(L.LightningModule):
         for m in (self.test_acc, self.test_macro_f1, self.test_per_class, self.train_acc):
             m.to(self.logit_scale.device)
 
-    def _teacher(self) -> torch.Tensor:
-        key = (tuple(self.classnames), self.template)
-        if self.teacher_key != key:
-            feats = zeroshot_text_features(self.backbone, self.classnames, self.template)
-            self.teacher_features = feats.to(self.logit_scale.device)
-            self.teacher_key = key
-        return self.teacher_features
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.method.image_features(images)
 
-    # ---- mode handling -------------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "PromptTuningModule":
-        """Only the prompt learner follows ``mode``: the frozen towers stay in eval (RN50's BatchNorm)."""
-        super().train(mode)
-        self.clip.eval()
-        return self
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits for a batch of images."""
+        img = self.method.image_features(images)
+        return self.method.logits(img, self.method.class_features(img))
 
+    # ---- precision -----------------------------------------------------------------------------------------
     def grad_scale(self) -> float | torch.Tensor:
         """The fp16 loss scale of Lightning's precision plugin (``16-mixed``) as a device tensor, else 1.0.
 
@@ -186,35 +151,18 @@ class PromptTuningModule(L.LightningModule):
         to the precision's dtype, and the head, losses and projection stay fp32: autocast is switched off."""
         return torch.autocast(device_type=self.logit_scale.device.type, enabled=False)
 
-    def _autocast(self):
-        if self.mixed_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.logit_scale.device.type, dtype=self.mixed_dtype)
-
-    # ---- forward pieces ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        visual = self.clip.visual
-        if isinstance(visual, FrozenImagePass):  # mixed precision: a copy of the tower cast once
-            dtype = self.mixed_dtype or (torch.bfloat16 if visual.image_pass.bf16 else None)
-            feats = visual.forward_frozen(images, dtype)
-        else:
-            with self._autocast():
-                feats = self.clip.encode_image(images)
-        return F.normalize(feats.float(), dim=-1)
-
-    def text_features(self) -> torch.Tensor:
-        if self.prompt_learner is None:
-            return self._teacher()
-        return F.normalize(self.prompt_learner(self.encoding).float(), dim=-1)
-
+    # ---- the twin path -------------------------------------------------------------------------------------
     def forward_part(
         self, contexts: torch.Tensor, img: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The forward part of a (twin) ProGrad step: text encoder on two copies of the context, logits, both
-        losses ``(kl, ce, logits)``.  Static shapes, nothing read back: what ``compile=`` compiles (fullgraph)."""
-        text = F.normalize(self.prompt_learner(self.encoding, ctx=contexts).float(), dim=-1)
-        return twin_losses(text, img, labels, self.logit_scale, teacher, self.temperature)
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The forward part of a twin step: class features of two copies of the context, the general loss on the
+        first and the method's task loss on the second: ``(general, task, logits, parts)``.  Static shapes,
+        nothing read back: what ``compile=`` compiles (fullgraph)."""
+        text = self.method.twin_class_features(contexts)
+        general = self.rule.general_loss(self.method.logits(img, text[0]), img, teacher, self.logit_scale)
+        logits = self.method.logits(img, text[1])
+        task, parts = self.method.task_loss(logits, text[1], img, labels)
+        return general, task, logits, parts
 
     def set_compile(self, mode: str = "none") -> None:
         """``torch.compile`` the step's forward part (``default``, ``reduce-overhead``: CUDA graphs) or not
@@ -227,96 +175,100 @@ class PromptTuningModule(L.LightningModule):
         )
 
     def resolve_backward(self) -> str:
-        """How ProGrad's two gradients are taken: ``twin`` on accelerators and when compiled (launch-bound: one
+        """How the rule's two gradients are taken: ``twin`` on accelerators and when compiled (launch-bound: one
         forward and one backward of twice the rows), ``sequential`` on the CPU (the fewest FLOPs), or as set in
-        ``backward``."""
+        ``backward``.  Twin needs a method whose class features take a batch of contexts."""
         if self.backward not in BACKWARDS:
             raise MethodError(f"backward='{self.backward}' is not one of {', '.join(BACKWARDS)}.")
-        shared = self.prompt_learner.resolve_encoding(self.encoding) == "shared_prefix"
+        twin_ready = self.rule is not None and self.method.twin_ready()
         if self.backward == "auto":  # a compiled step compiles the twin forward part, on any device
             twin = self.logit_scale.device.type != "cpu" or self.compile_mode != "none"
-            return "twin" if shared and twin else "sequential"
-        if self.backward == "twin" and not shared:
+            return "twin" if twin_ready and twin else "sequential"
+        if self.backward == "twin" and not twin_ready:
             return "sequential"
         return self.backward
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Class logits for a batch of images."""
-        return self.logit_scale * self.image_features(images) @ self.text_features().t()
-
     # ---- training ------------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        if self.prompt_learner is None:
+        params = self.method.learned_parameters()
+        if not self.method.trains or not params:
             return None
-        params = self.prompt_learner.learned_parameters()
-        if self.optimizer_factory is not None:  # e.g. a partial torch.optim.SGD from the config
-            opt = self.optimizer_factory(params)
-        else:
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        opt = self.optimizer_factory(params)
+        self.base_lr = float(opt.defaults["lr"])
         self._set_lr(opt, 0)
         return opt
 
     def _set_lr(self, opt: torch.optim.Optimizer, epoch: int) -> None:
-        lr = recipe_lr(epoch, self.max_epochs, self.lr, self.warmup_epochs, self.warmup_lr)
+        lr = recipe_lr(epoch, self.max_epochs, self.base_lr, self.warmup_epochs, self.warmup_lr)
         for group in opt.param_groups:
             group["lr"] = lr
 
     def on_train_epoch_start(self) -> None:
-        opt = self.optimizers(use_pl_optimizer=False)
-        self._set_lr(opt, self.current_epoch)
+        self._set_lr(self.optimizers(use_pl_optimizer=False), self.current_epoch)
 
     def needs_teacher(self) -> bool:
-        """Whether training uses the zero-shot classifier's class features (the general knowledge)."""
-        return self.method in ("prograd", "kd")
+        """Whether training reads zero-shot CLIP's class features (the general knowledge)."""
+        return self.rule is not None or self.method.needs_teacher
 
     def on_fit_start(self) -> None:
-        if self.prompt_learner is not None and self.needs_teacher():
-            self._teacher()  # once, before the first step (it reads the prompts' lengths back to the host)
+        if self.method.trains and self.needs_teacher():
+            self.method.teacher()  # once, before the first step (it reads the prompts' lengths back to the host)
         dist = torch.distributed
-        if self.prompt_learner is not None and dist.is_available() and dist.is_initialized():
+        if dist.is_available() and dist.is_initialized():
             # every rank must start from the same context (DDP would broadcast parameters when wrapping)
-            for param in self.prompt_learner.learned_parameters():
+            for param in self.method.learned_parameters():
                 torch.distributed.broadcast(param.data, src=0)
 
-    def compute_update(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The gradient the optimiser applies to ``ctx`` for this batch, and what to log (device tensors).
+    def compute_update(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[list[torch.Tensor], dict[str, Any]]:
+        """The gradients the optimiser applies to the method's learned tensors (in their order), and what to log.
 
-        One image-encoder pass serves student and teacher.  ProGrad's two gradients come from one text forward
-        (see :meth:`resolve_backward`), unscaled, averaged over DDP ranks and only then projected.  Nothing is
-        read back to the host: non-finite losses are recorded by :attr:`watch` and raised at the next read.
+        The losses are built on a detached copy of the class features; their gradients there (cotangents) are
+        pushed through the text tower, one backward per loss (or, on the twin path, two copies of the context
+        through one forward and one backward).  Averaged over DDP ranks, then projected by the rule.  Nothing is
+        read back: non-finite losses are recorded by :attr:`watch` and raised at its next read.
         """
-        ctx = self.prompt_learner.ctx
-        img = self.image_features(images)
-        teacher = self._teacher() if self.needs_teacher() else None
+        method, rule = self.method, self.rule
+        params = method.learned_parameters()
+        img = method.image_features(images)
         scale = self.grad_scale()
-        logs: dict[str, Any] = {}
-        if self.method == "prograd" and self.resolve_backward() == "twin":
-            (g_general, g_task), head = twin_context_gradients(
-                lambda contexts: self._forward_part(contexts, img, labels, teacher), ctx, scale
-            )
+        general = None
+        if rule is not None and self.resolve_backward() == "twin":
+            teacher = method.teacher()
+            out: dict[str, Any] = {}
+
+            def losses(contexts: torch.Tensor):
+                out["general"], out["task"], out["logits"], out["parts"] = self._forward_part(
+                    contexts, img, labels, teacher
+                )
+                return out["general"], out["task"], out["logits"]
+
+            (g_general, g_task), _ = twin_context_gradients(losses, params[0], scale)
+            general, logits, parts = out["general"], out["logits"], out["parts"]
+            g_task, g_general = [self._reduce(g_task)], [self._reduce(g_general)]
         else:
-            head = head_losses(self.text_features(), img, labels, self.logit_scale, teacher, self.temperature)
-            if self.method == "coop":
-                losses = [head.ce]
-            elif self.method == "kd":
-                losses = [head.ce + self.lam * head.kl]
-            else:  # both cotangents at the text features, pushed through the text tower in one forward
-                losses = [head.kl, head.ce]
-            grads = context_gradients(head, losses, ctx, scale, backward=self.resolve_backward())
-            g_task = grads[-1]
-            g_general = grads[0] if len(grads) == 2 else None
-        self.watch.update(self.global_step, {"cross-entropy": head.ce, "distillation": head.kl})
-        logs["loss_ce"] = head.ce.detach()
-        if head.kl is not None:
-            logs["loss_kl"] = head.kl.detach()
-        grad = self._reduce(g_task)
+            text = method.class_features(img)
+            leaf = text.detach().requires_grad_(True)
+            logits = method.logits(img, leaf)
+            task, parts = method.task_loss(logits, leaf, img, labels)
+            if rule is not None:
+                general = rule.general_loss(logits, img, method.teacher(), self.logit_scale)
+            per_loss = parameter_gradients(text, leaf, [task] if general is None else [general, task], params,
+                                           scale, backward=self.resolve_backward())  # fmt: skip
+            g_task = self._reduce_all(per_loss[-1])
+            g_general = self._reduce_all(per_loss[0]) if general is not None else None
+        watched = {WATCH_NAMES.get(k, k): v for k, v in parts.items()}
+        if general is not None:
+            watched["distillation"] = general
+        self.watch.update(self.global_step, watched)
+        logs: dict[str, Any] = {f"loss_{k}": v.detach() for k, v in parts.items()}
+        if general is not None:
+            logs["loss_kl"] = general.detach()
+        grads = g_task
         if g_general is not None:
-            g_general = self._reduce(g_general)
-            grad, conflict = project_and_flag(grad, g_general, self.lam)
-            logs["conflict"] = conflict
-            logs["grad_cos"] = conflict_cosine(g_task, g_general)
-        logs["logits"] = head.logits.detach()
-        return grad, logs
+            grads, rule_logs = rule.apply(g_task, g_general)
+            logs.update(rule_logs)
+        logs["logits"] = logits.detach()
+        return grads, logs
 
     @staticmethod
     def _reduce(grad: torch.Tensor) -> torch.Tensor:
@@ -328,6 +280,13 @@ class PromptTuningModule(L.LightningModule):
             grad = grad / dist.get_world_size()
         return grad
 
+    def _reduce_all(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Average several gradients over the ranks with one all-reduce (identity without a process group)."""
+        if len(grads) == 1:
+            return [self._reduce(grads[0])]
+        flat = self._reduce(torch.cat([g.flatten() for g in grads]))
+        return [p.view_as(g) for p, g in zip(torch.split(flat, [g.numel() for g in grads]), grads)]
+
     def _logging_step(self) -> bool:
         """Whether Lightning writes this step's logged values (its ``log_every_n_steps``)."""
         trainer = self._trainer
@@ -337,11 +296,8 @@ class PromptTuningModule(L.LightningModule):
         images, labels = batch
         opt = self.optimizers()  # LightningOptimizer: its step() runs the precision plugin and advances global_step
         with self._no_autocast():
-            grad, logs = self.compute_update(images, labels)
-        # one gradient (the context) or one per learned parameter (e.g. CoCoOp's context and meta-net)
-        grads = list(grad) if isinstance(grad, (list, tuple)) else [grad]
-        params = self.prompt_learner.learned_parameters()
-        for param, g in zip(params, grads, strict=True):
+            grads, logs = self.compute_update(images, labels)
+        for param, g in zip(self.method.learned_parameters(), grads, strict=True):
             param.grad = g.to(param.dtype)
         opt.step()  # 16-mixed: the plugin's GradScaler unscales, skips a non-finite step and updates its scale
         opt.zero_grad(set_to_none=True)
@@ -350,12 +306,15 @@ class PromptTuningModule(L.LightningModule):
         if "conflict" in logs:
             self.conflict_count += logs["conflict"].long()
         self.train_acc.update(logs.pop("logits").argmax(-1), labels)
-        self.log("train/loss_ce", logs["loss_ce"], prog_bar=True, batch_size=bs)
-        if "loss_kl" in logs:
-            self.log("train/loss_kl", logs["loss_kl"], batch_size=bs)
-        if "grad_cos" in logs:
-            self.log("train/grad_cos", logs["grad_cos"], batch_size=bs)
-            self.log("train/conflict", logs["conflict"].float(), batch_size=bs)
+        self.log("train/loss_ce", logs.pop("loss_ce"), prog_bar=True, batch_size=bs)
+        for key in ("loss_kl", "loss_kg", "grad_cos"):
+            if key in logs:
+                self.log(f"train/{key}", logs.pop(key), batch_size=bs)
+        for key in ("conflict", "conflict_tensors"):
+            if key in logs:
+                self.log(f"train/{key}", logs.pop(key).float(), batch_size=bs)
+        for key, value in logs.items():  # a method's other loss parts
+            self.log(f"train/{key}", value, batch_size=bs)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
         self.log("train/lr", opt.optimizer.param_groups[0]["lr"], batch_size=bs)
 
@@ -368,20 +327,18 @@ class PromptTuningModule(L.LightningModule):
 
     # ---- evaluation ----------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
-        # class text features once per evaluation, not per batch
-        with torch.no_grad():
-            self._eval_text = self.text_features().detach()
+        self._eval_text = self.method.eval_class_features()  # once per evaluation (None: per image)
+        self._eval_ready = True
         for m in (self.test_acc, self.test_macro_f1, self.test_per_class):
             m.reset()
 
     def test_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
-        if self._eval_text is None:
+        if not getattr(self, "_eval_ready", False):
             self.on_test_epoch_start()
         # a 2-d batch holds cached, normalised image features (see models/feature_cache.py)
-        feats = images.to(self._eval_text.device) if images.dim() == 2 else self.image_features(images)
-        with self._no_autocast():  # fp32 logits under a mixed-precision plugin
-            logits = self.logit_scale * feats.float() @ self._eval_text.t()
+        feats = images.to(self.logit_scale.device) if images.dim() == 2 else self.method.image_features(images)
+        logits = self.method.eval_logits(feats, self._eval_text)
         preds = logits.argmax(-1)
         for m in (self.test_acc, self.test_macro_f1, self.test_per_class):
             m.update(preds, labels)
@@ -396,7 +353,7 @@ class PromptTuningModule(L.LightningModule):
             "macro_f1": float(self.test_macro_f1.compute()) * 100.0,
             "per_class_acc": [float(a) * 100.0 for a in self.test_per_class.compute()[: self.n_classes]],
         }
-        self._eval_text = None
+        self._eval_text, self._eval_ready = None, False
 
     # ---- Lightning checkpoints (last.ckpt) -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -111,11 +111,18 @@ class PromptTextEncoder(nn.Module):
         return token_ids.argmax(dim=-1)
 
     def encode_embeddings(
-        self, embeds: torch.Tensor, eot: torch.Tensor, truncate: bool = True, length: int | None = None
+        self,
+        embeds: torch.Tensor,
+        eot: torch.Tensor,
+        truncate: bool = True,
+        length: int | None = None,
+        deep: "DeepPrompts | None" = None,
     ) -> torch.Tensor:
         """Encode full prompt embeddings ``[n, 77, d]``; ``truncate`` cuts them after the last EOT (exact).
 
         ``length`` is that cut (``max(eot) + 1``) when the caller knows it; otherwise it is read from ``eot``.
+        ``deep`` replaces the context tokens' hidden states before the blocks after the first (deep prompts, as
+        IVLP, MaPLe and PromptSRC insert them layer by layer).
         """
         tower = self.tower
         if truncate and self.causal:
@@ -125,7 +132,10 @@ class PromptTextEncoder(nn.Module):
         dtype = tower.positional_embedding.dtype
         x = embeds.to(dtype) + tower.positional_embedding[:length]
         mask = tower.attn_mask[:length, :length] if tower.attn_mask is not None else None
-        x = tower.transformer(x, attn_mask=mask)
+        if deep is None:
+            x = tower.transformer(x, attn_mask=mask)
+        else:
+            x = deep.run(tower.transformer, x, mask)
         x = tower.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot]
         return _project(tower, x)
@@ -182,6 +192,32 @@ class PromptTextEncoder(nn.Module):
         x = _packed_last_block(blocks[-1], h, b, p_len, buckets, eot_rows, eot_masks)
         x = _project(tower, tower.ln_final(x)).index_select(0, unsort)  # (bucket, copy, prompt) -> (copy, class)
         return x if single else x.view(b, -1, x.shape[-1])
+
+
+class DeepPrompts:
+    """Learned tokens inserted at the blocks after the first: before block ``i`` (``1 <= i <= len(prompts)``) the
+    hidden states of the ``prompts[i-1].shape[0]`` tokens from position ``start`` are replaced by ``prompts[i-1]``
+    (one ``[n_tok, d]`` tensor shared by every prompt).  The input-level tokens (block 0) are the prompt's own
+    context embeddings, so depth J means ``J - 1`` tensors here; none is the shallow prompt."""
+
+    def __init__(self, start: int, prompts: "list[torch.Tensor]") -> None:
+        self.start, self.prompts = int(start), list(prompts)
+
+    def run(self, transformer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``transformer``'s blocks on batch-first ``x`` with the tokens replaced (open_clip's ``Transformer``)."""
+        blocks = list(transformer.resblocks)
+        if len(self.prompts) >= len(blocks):
+            raise ValueError(f"{len(self.prompts)} deep prompt layers for a tower of {len(blocks)} blocks.")
+        batch_first = getattr(transformer, "batch_first", True)
+        for i, block in enumerate(blocks):
+            if 1 <= i <= len(self.prompts):
+                tokens = self.prompts[i - 1]
+                stop = self.start + tokens.shape[0]
+                tokens = tokens.to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
+                x = torch.cat([x[:, : self.start], tokens, x[:, stop:]], dim=1)
+            x = block(x if batch_first else x.transpose(0, 1), attn_mask=mask)
+            x = x if batch_first else x.transpose(0, 1)
+        return x
 
 
 @dataclass

@@ -13,6 +13,7 @@ NAME = "dtd"
 FOLDER = "dtd"
 TEMPLATE = "a texture of {}."
 COOP_TEMPLATE = "{} texture."
+KGCOOP_TEMPLATE = "a photo of a {}, a type of texture."  # KgCoOp's trainer table; CoOp's for the others
 IMAGE_DIR = "images"
 SPLIT_FILE = "split_zhou_DescribableTextures.json"
 LAYOUT = (f"{IMAGE_DIR}/", SPLIT_FILE)

@@ -21,6 +21,7 @@ import torchmetrics.functional.classification as tmf
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from prograd_pl.methods.base import MIXED_DTYPES
 from prograd_pl.models.backbone import Backbone
 
 COARSE_GRID = tuple(10.0**k for k in range(-6, 7, 2))
@@ -164,12 +165,13 @@ def encode_image_features(
     return torch.cat(feats), torch.cat(labels)
 
 
-class LinearProbeModule(L.LightningModule):
-    """The linear probe as the app's other methods: built by the method factory, evaluated with ``trainer.test``.
+class LinearProbe(L.LightningModule):
+    """The linear probe as an evaluation pipeline: fitted on frozen features, evaluated with ``trainer.test``.
 
-    It has no gradient steps (0 epochs): the app calls :meth:`fit_loaders` (or :meth:`fit_features` with cached
-    features) on the train and val splits, then evaluates as for any method (image batches or cached 2-d
-    feature batches).  Only the training classes can be classified.
+    Not a prompt method (no gradient steps, nothing prompted): the config's ``method=linear_probe`` names this
+    class, and the run fits it with :meth:`fit_loaders` (or :meth:`fit_features` with cached features) on the
+    train and val splits, then evaluates it like any method (image batches or cached 2-d feature batches).  Only
+    the training classes can be classified.
 
     Args:
         backbone: the frozen open_clip model (its image tower gives the features).
@@ -183,31 +185,29 @@ class LinearProbeModule(L.LightningModule):
         backbone: Backbone,
         classnames: Sequence[str],
         *,
-        name: str = "linear_probe",
         precision: str = "32",
         grid: Sequence[float] = COARSE_GRID,
         refine_steps: int = 6,
         max_iter: int = 1000,
         seed: int = 0,
-        **_: Any,
     ) -> None:
         super().__init__()
-        self.method = name
         self.clip = backbone.model
         self.backbone = backbone
-        self.prompt_learner = None
-        self.mixed_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+        self.mixed_dtype = MIXED_DTYPES.get(str(precision))
         self.search_options = {"grid": tuple(grid), "refine_steps": int(refine_steps), "max_iter": int(max_iter)}
         self.train_classnames = list(classnames)
         self.n_classes = len(self.train_classnames)
-        self.steps_done, self.conflicts = 0, 0
         self.probe: dict[str, Any] | None = None
         self.register_buffer("logit_scale", torch.ones(()), persistent=False)  # device anchor, as other methods
         self.register_buffer("weight", torch.zeros(0), persistent=False)
         self.register_buffer("bias", torch.zeros(0), persistent=False)
         self.automatic_optimization = False
 
-    def train(self, mode: bool = True) -> "LinearProbeModule":
+    only_training_classes = True
+    """It has weights for its training classes only: base-to-new and transfer cannot evaluate it."""
+
+    def train(self, mode: bool = True) -> "LinearProbe":
         super().train(mode)
         self.clip.eval()
         return self
