@@ -55,3 +55,9 @@ def test_a_new_method_is_one_class_and_its_options(tmp_path):
     assert res["config"]["method"]["smoothing"] == 0.2
     with pytest.raises(ConfigError, match="did you mean method.smoothing"):
         check(resolve(compose([*overrides[:-1], "+method.smoothng=0.2"])))
+
+
+def test_app_modules_import_in_one_direction():
+    """components builds on devices; devices never reaches back into components (the former import circle)."""
+    devices = (SRC / "prograd_pl" / "app" / "devices.py").read_text()
+    assert "prograd_pl.app.components" not in devices

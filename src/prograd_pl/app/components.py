@@ -3,14 +3,17 @@ datamodule and the method's LightningModule."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from omegaconf import DictConfig
 
+from prograd_pl.app.devices import job_devices, lightning_precision
 from prograd_pl.app.identity import flatten, method_label
 from prograd_pl.app.logs import drop_lightning_handlers
 from prograd_pl.results.aggregate import harmonic_mean
@@ -78,12 +81,34 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list[Callback]) -> 
     GradScaler for ``16-mixed``); the method runs the frozen towers as copies cast once to that precision and keeps
     what it learns in fp32 (the precision reaches it through the method config too).  A job of a local parallel
     sweep that asks for one GPU gets one of its own (:func:`devices.job_devices`)."""
-    from prograd_pl.app.devices import job_devices, lightning_precision
-
     return instantiate(
         cfg.trainer, devices=job_devices(cfg), precision=lightning_precision(cfg), logger=loggers or False,
         callbacks=callbacks,
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+    )  # fmt: skip
+
+
+def single_process_evaluation(trainer: L.Trainer, cfg: DictConfig, loggers: Sequence) -> L.Trainer:
+    """The trainer to evaluate with: ``trainer`` itself on one process; after a multi-process fit, rank 0 gets a
+    one-device trainer on its own device and every other rank exits (status 0)."""
+    if trainer.world_size <= 1:
+        return trainer
+    dist = torch.distributed
+    rank = trainer.global_rank
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    if rank != 0:
+        sys.exit(0)
+    from hydra.utils import instantiate
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    device = trainer.strategy.root_device
+    callbacks = build_callbacks(cfg)
+    return instantiate(
+        cfg.trainer, devices=[device.index] if device.type == "cuda" else 1, strategy="auto", num_nodes=1,
+        precision=lightning_precision(cfg), logger=list(loggers) or False, callbacks=callbacks,
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks), plugins=[LightningEnvironment()],
     )  # fmt: skip
 
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import lightning as L
 import torch
 from omegaconf import DictConfig
 
@@ -125,33 +123,6 @@ def job_devices(cfg: DictConfig, n_visible: int | None = None, job_num: int | No
                            "lower hydra.launcher.n_jobs or raise jobs_per_gpu.")  # fmt: skip
     log.info("job %d: GPU %d (slot %d of %d)", job_num, _held.device, _held.slot, n_visible * jobs_per_gpu)
     return [_held.device]
-
-
-def single_process_evaluation(trainer: L.Trainer, cfg: DictConfig, loggers: Sequence) -> L.Trainer:
-    """The trainer to evaluate with: ``trainer`` itself on one process; after a multi-process fit, rank 0 gets a
-    one-device trainer on its own device and every other rank exits (status 0)."""
-    if trainer.world_size <= 1:
-        return trainer
-    dist = torch.distributed
-    rank = trainer.global_rank
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-    if rank != 0:
-        sys.exit(0)
-    from hydra.utils import instantiate
-    from lightning.fabric.plugins.environments import LightningEnvironment
-    from lightning.pytorch.callbacks import ProgressBar
-
-    from prograd_pl.app.components import build_callbacks
-
-    device = trainer.strategy.root_device
-    callbacks = build_callbacks(cfg)
-    return instantiate(
-        cfg.trainer, devices=[device.index] if device.type == "cuda" else 1, strategy="auto", num_nodes=1,
-        precision=lightning_precision(cfg), logger=list(loggers) or False, callbacks=callbacks,
-        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks), plugins=[LightningEnvironment()],
-    )  # fmt: skip
 
 
 def set_math_modes(cfg: DictConfig) -> None:

@@ -181,7 +181,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     start = time.time()
     train = fit_run(plan, built)
     world_size = built.trainer.world_size
-    built.trainer = devices.single_process_evaluation(built.trainer, plan.cfg, built.loggers)  # rank 0 alone
+    built.trainer = components.single_process_evaluation(built.trainer, plan.cfg, built.loggers)  # rank 0 alone
     train.update(seconds=round(time.time() - start, 3), world_size=world_size)
     records = evaluate_run(plan, built, train)
     return record_run(plan, built, records)
