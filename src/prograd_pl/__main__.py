@@ -119,11 +119,13 @@ def cli(argv: list[str] | None = None) -> int:
         return 0
     sys.argv = [sys.argv[0], *hoist_multirun(argv)]
     try:
-        from prograd_pl.app.precheck import precheck
+        from prograd_pl.app.precheck import precheck, precheck_sweep
 
         problem = precheck(argv, preflight_weights)  # before Hydra creates <output_root>/.hydra/...
-        if problem is not None:
-            print(f"prograd_pl: error: {problem}", file=sys.stderr)
+        problems = [problem] if problem is not None else precheck_sweep(argv, preflight_weights)  # a multirun's jobs
+        if problems:
+            for line in problems:
+                print(f"prograd_pl: error: {line}", file=sys.stderr)
             return 1
         _hydra_main()
     except KeyboardInterrupt:  # Ctrl-C outside training (which saves and exits 130 itself): no traceback

@@ -141,34 +141,110 @@ class Escalation(Callback):
     at the next epoch boundary), a second one, or ``grace_s`` seconds without reaching it, ends the process at once
     with 143/130. The last complete ``last.ckpt`` resumes the run (a hung collective, a stuck data loader).
 
-    Installed at ``on_train_start``, after Lightning's own handlers, which it calls on the first signal.
+    Installed at ``on_train_start``, after Lightning's own handlers, which it calls on the first signal. Python runs
+    its signal handlers only in the main thread and only between bytecodes, never while that thread is blocked in C
+    code that does not return (a collective, a lock, a driver call); so the signals are counted by a watcher thread
+    that reads the interpreter's wakeup fd, which the C-level handler writes at once (:meth:`_watch`).
     """
 
     def __init__(self, grace_s: float | None = 600.0) -> None:
         self.grace_s = grace_s
-        self._fired = False
+        self._count = 0
+        self._lock = threading.Lock()
+        self._watching = False
+        self._write_fd: int | None = None
+        self._previous_fd = -1
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
         for sig, code in ((signal.SIGTERM, SIGTERM_EXIT), (signal.SIGINT, SIGINT_EXIT)):
             signal.signal(sig, self._handler(signal.getsignal(sig), code))
+        self._watch()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stop_watching()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self._count == 0:  # an error, not a signal: nothing to escalate (after a signal the grace still counts)
+            self._stop_watching()
+
+    def _stop_watching(self) -> None:
+        if not self._watching or threading.current_thread() is not threading.main_thread():
+            return
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(self._previous_fd)
+        _WATCH_FDS.discard(self._write_fd)
+        with contextlib.suppress(OSError):
+            os.close(self._write_fd)  # the watcher reads the end of its pipe and returns
+        self._watching = False
+
+    def _watch(self) -> None:
+        """Count the signals in a daemon thread reading the wakeup fd (the previous wakeup fd, if any, still gets
+        every byte); when it cannot be set, the Python handler counts them."""
+        global _FORK_HOOKED
+        if not _FORK_HOOKED:  # a forked loader worker must not write its own signals into this process's pipe
+            os.register_at_fork(after_in_child=_no_wakeup_fd)
+            _FORK_HOOKED = True
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        try:
+            self._previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            os.close(read_fd)
+            os.close(write_fd)
+            return
+        self._write_fd, self._watching = write_fd, True
+        _WATCH_FDS.add(write_fd)
+        threading.Thread(target=self._read, args=(read_fd,), name="prograd_pl-signals", daemon=True).start()
+
+    def _read(self, read_fd: int) -> None:
+        codes = {int(signal.SIGTERM): SIGTERM_EXIT, int(signal.SIGINT): SIGINT_EXIT}
+        with contextlib.closing(os.fdopen(read_fd, "rb", buffering=0)) as pipe:
+            while data := pipe.read(64):
+                if self._previous_fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.write(self._previous_fd, data)
+                for signum in data:
+                    if signum in codes:
+                        self._signalled(codes[signum])
+
+    def _signalled(self, code: int) -> None:
+        """The first signal starts the grace period, the second ends the process."""
+        with self._lock:
+            self._count += 1
+            first = self._count == 1
+        if not first:
+            _end_now(code, "a second signal")
+        if self.grace_s is not None:
+            timer = threading.Timer(float(self.grace_s), _end_now, args=(code, f"{self.grace_s:g} s of grace"))
+            timer.daemon = True
+            timer.start()
 
     def _handler(self, previous: Any, code: int) -> Any:
         def handle(signum: int, frame: Any) -> None:
-            if self._fired:
-                _end_now(code, "a second signal")
-            self._fired = True
-            if self.grace_s is not None:
-                timer = threading.Timer(float(self.grace_s), _end_now, args=(code, f"{self.grace_s:g} s of grace"))
-                timer.daemon = True
-                timer.start()
+            if not self._watching:
+                self._signalled(code)
             if callable(previous):
                 previous(signum, frame)
             elif signum == signal.SIGINT:
                 raise KeyboardInterrupt
 
         return handle
+
+
+_FORK_HOOKED = False
+_WATCH_FDS: set[int] = set()
+"""The write ends of the watchers' pipes (a forked child lets go of the one it inherits)."""
+
+
+def _no_wakeup_fd() -> None:
+    """In a forked child (a data-loader worker, which also gets the terminal's Ctrl-C): no inherited watcher's
+    wakeup fd, so that its signals are not counted by the parent's watcher."""
+    with contextlib.suppress(ValueError, OSError):
+        previous = signal.set_wakeup_fd(-1)
+        if previous not in _WATCH_FDS:  # not ours: leave it as it was
+            signal.set_wakeup_fd(previous)
 
 
 def _end_now(code: int, why: str) -> None:

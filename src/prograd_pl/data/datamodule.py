@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import lightning as L
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .base import DatasetError, Datum
 from .transforms import CLIP_MEAN, CLIP_STD, test_transform, train_transform
+
+log = logging.getLogger("prograd_pl")
 
 
 class ImageList(Dataset):
@@ -46,6 +50,24 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context(multiprocessing.get_all_start_methods()[0])
 
 
+class TrainLoader(DataLoader):
+    """The train loader. ``drop_last`` drops an incomplete last batch only when the list fills a batch; under DDP
+    Lightning rebuilds the loader with a ``DistributedSampler`` (one share of the list per process), and the same
+    rule is applied to each process's share: a batch larger than the share trains on one batch of the share (as
+    one process trains on one batch of the whole list when the batch is larger than it), with one warning, instead
+    of dropping every batch and training nothing."""
+
+    def __init__(self, dataset: Dataset, *args: Any, batch_size: int | None = 1, drop_last: bool = False,
+                 sampler: Any = None, **kwargs: Any) -> None:  # fmt: skip
+        if isinstance(sampler, DistributedSampler) and drop_last and batch_size and len(sampler) < batch_size:
+            drop_last = False
+            if sampler.rank == 0:
+                log.warning("data.batch_size=%d is larger than each of the %d processes' share of the %d training "
+                            "images (%d); each process trains on one batch of its %d per step", batch_size,
+                            sampler.num_replicas, len(dataset), len(sampler), len(sampler))  # fmt: skip
+        super().__init__(dataset, *args, batch_size=batch_size, drop_last=drop_last, sampler=sampler, **kwargs)
+
+
 class FewShotDataModule(L.LightningDataModule):
     """Train loader: shuffled batches seeded by ``seed``, ``drop_last`` when the list fills a batch.
     Test loader: sequential batches. There is no val loader (the recipe never evaluates val)."""
@@ -77,8 +99,9 @@ class FewShotDataModule(L.LightningDataModule):
         # One generator for the whole run: each epoch continues its sequence of permutations.
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: Dataset, batch_size: int, loader_class: type[DataLoader] = DataLoader,
+                **kwargs) -> DataLoader:  # fmt: skip
+        return loader_class(
             dataset,
             batch_size=batch_size,
             num_workers=self.num_workers,
@@ -95,6 +118,7 @@ class FewShotDataModule(L.LightningDataModule):
         return self._loader(
             dataset,
             self.batch_size,
+            loader_class=TrainLoader,
             shuffle=True,
             generator=self.generator,
             drop_last=len(self.train_items) >= self.batch_size,
