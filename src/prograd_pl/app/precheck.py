@@ -315,7 +315,7 @@ def model_dims(name: str) -> ModelDims:
 def learned_floats(cfg: DictConfig, n_classes: int, dims: ModelDims) -> int:
     """How many numbers a run learns: its context (one per class when ``csc``), a meta-net (``hidden_ratio``), or a
     linear head; 0 for a run that does not train (zero-shot, ``trainer.max_epochs=0``, ``ckpt=``)."""
-    if int(cfg.trainer.max_epochs) <= 0 or cfg.get("ckpt") is not None or str(cfg.method.name) == "zeroshot":
+    if int(cfg.trainer.max_epochs) <= 0 or cfg.get("ckpt") is not None or not _method_trait(cfg, "trains", True):
         return 0
     prompt = cfg.method.get("prompt")
     if prompt is None:  # a head over the image features (the linear probe)
@@ -326,6 +326,16 @@ def learned_floats(cfg: DictConfig, n_classes: int, dims: ModelDims) -> int:
         hidden = max(dims.embed_dim // int(ratio), 1)
         n += dims.embed_dim * hidden + hidden + hidden * dims.text_width + dims.text_width
     return n
+
+
+def _method_trait(cfg: DictConfig, name: str, default: bool) -> bool:
+    """A class trait of the configured method (``trains``, ``prompts_image``), ``default`` when it cannot be read."""
+    from hydra.utils import get_class
+
+    try:
+        return bool(getattr(get_class(str(cfg.method._target_)), name, default))
+    except Exception:  # noqa: BLE001 - an unknown target is named by the config check
+        return default
 
 
 def expected_run_bytes(cfg: DictConfig, n_classes: int, n_evals: int, dims: ModelDims) -> int:
@@ -382,7 +392,7 @@ def disk_needs(cfg: DictConfig) -> DiskNeed:
     targets = [(dataset, own), *eval_targets(view)]
     n_classes, _ = _counts(dataset, own)
     need = DiskNeed(str(cfg.output_root), expected_run_bytes(cfg, n_classes, len(targets) - 1, dims))
-    if cfg.get("feature_cache", True) is True:
+    if cfg.get("feature_cache", True) is True and not _method_trait(cfg, "prompts_image", False):
         need.cache_root = str(cfg.cache_root)
         pretrained = cfg.model.get("pretrained")
         weights = (str(cfg.model.name), str(pretrained), int(cfg.seed) if pretrained is None else None)
