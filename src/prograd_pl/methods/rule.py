@@ -37,6 +37,9 @@ class ProGradRule:
         """The projected gradients and what to log: the cosine over all tensors, whether any tensor conflicted,
         how many did (device tensors, nothing read back)."""
         grads, flags = project_parameters(g_task, g_general, self.lam, self.scope)
+        if len(g_task) == 1:  # one learned tensor (CoOp's context): no concatenation, no stacking (GPU launches)
+            return grads, {"grad_cos": conflict_cosine(g_task[0], g_general[0]), "conflict": flags[0],
+                           "conflict_tensors": flags[0]}  # fmt: skip
         flat_d = torch.cat([g.flatten() for g in g_task])
         flat_g = torch.cat([g.flatten() for g in g_general])
         conflicts = torch.stack(flags)
