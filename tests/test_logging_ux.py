@@ -88,10 +88,13 @@ def test_one_run_logs_each_line_once_with_epoch_lines_and_log_txt(tmp_path):
     assert "resolved config:" not in proc.stdout
     (seed2,) = [p for p in (tmp_path / "out").rglob("seed2")]
     assert "  seed: 2" in (seed2 / "log.txt").read_text()
+    # a sweep whose every job fails on its config is refused before Hydra starts, one sentence per problem (the
+    # summary of jobs that fail while running: tests/test_reliability3.py)
     proc = cli(["dataset=dtd", "-m", "method.lam=abc", *overrides(tmp_path)], tmp_path)
-    assert proc.returncode == 1
-    assert "sweep: 1 job: 0 ran, 0 skipped (finished before), 1 failed; weights: prograd-tiny" in proc.stdout
-    assert "1 job(s) of the sweep failed (none ran;" in proc.stderr
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "prograd_pl: error: method.lam must be a finite number >= 0.0 and <= 1.0, got method.lam='abc'."
+    ]
 
 
 def test_help_lists_subcommands_and_public_groups_only(tmp_path):
