@@ -453,6 +453,27 @@ def _check_targets(cfg: DictConfig) -> None:
     _check_method_class(cfg)
 
 
+def _check_deep_prompts(cfg: DictConfig, method: str) -> None:
+    """A method that prompts the image tower needs a ViT, and its depths must fit the towers' blocks."""
+    import open_clip
+
+    from prograd_pl.models.backbone import register_model_configs
+
+    register_model_configs()
+    name = str(cfg.model.name)
+    model_cfg = open_clip.get_model_config(name) or {}
+    vision, text = model_cfg.get("vision_cfg") or {}, model_cfg.get("text_cfg") or {}
+    if not isinstance(vision.get("layers"), int) or vision.get("patch_size") is None:
+        raise ConfigError(f"method={method} prompts the image tower of a ViT; model.name={name} has another image "
+                          "tower; use a ViT such as model=vit_b16 (or model=tiny_vit).")  # fmt: skip
+    prompt = cfg.method.get("prompt") or {}
+    for key, blocks in (("text_depth", text.get("layers")), ("vision_depth", vision.get("layers"))):
+        depth = prompt.get(key)
+        if isinstance(depth, int) and isinstance(blocks, int) and depth > blocks:
+            raise ConfigError(f"method.prompt.{key}={depth} but model.name={name} has {blocks} blocks in that tower; "
+                              f"expected at most {blocks}.")  # fmt: skip
+
+
 def method_configs() -> list[str]:
     """The method configs Hydra can compose (``method=<name>``): the files of ``conf/method/`` without a leading
     underscore."""
@@ -478,6 +499,8 @@ def _check_method_class(cfg: DictConfig) -> None:
     if rule == "none" and getattr(cls, "requires_rule", False):
         raise ConfigError(f"method={method} ({cls.__name__}) is a method under ProGrad's rule and needs "
                           "method.rule=prograd; without the rule use the method it wraps (method=coop).")  # fmt: skip
+    if getattr(cls, "prompts_image", False):
+        _check_deep_prompts(cfg, method)
     if getattr(cls, "only_training_classes", False) and cfg.setting != "fewshot":
         raise ConfigError(f"method={method} classifies only its training classes; use setting=fewshot, "
                           f"not setting={cfg.setting}.")  # fmt: skip

@@ -143,9 +143,13 @@ class PromptMethod(nn.Module):
         return torch.autocast(device_type=self.logit_scale.device.type, dtype=self.mixed_dtype)
 
     # ---- the step's four calls -----------------------------------------------------------------------------
-    @torch.no_grad()
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised fp32 image features ``[B, D]`` of the frozen image tower."""
+        """The method's L2-normalised fp32 image features ``[B, D]``: the frozen tower's, unless it prompts it."""
+        return self.frozen_image_features(images)
+
+    @torch.no_grad()
+    def frozen_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised fp32 image features ``[B, D]`` of the frozen, unprompted image tower (zero-shot CLIP's)."""
         visual = self.clip.visual
         if isinstance(visual, FrozenImagePass):  # mixed precision: a copy of the tower cast once
             dtype = self.mixed_dtype or (torch.bfloat16 if visual.image_pass.bf16 else None)

@@ -232,7 +232,25 @@ class PromptModule(L.LightningModule):
         img = method.image_features(images)
         scale = self.grad_scale()
         general = None
-        if rule is not None and self.resolve_backward() == "twin":
+        if method.prompts_image:  # both towers learn: each loss's gradient through the whole graph
+            text = method.class_features(img)
+            logits = method.logits(img, text)
+            task, parts = method.task_loss(logits, text, img, labels)
+            if rule is not None:  # the teacher is zero-shot CLIP: unprompted image features
+                frozen = method.frozen_image_features(images)
+                general = rule.general_loss(logits, frozen, method.teacher(), self.logit_scale)
+            losses = [task] if general is None else [general, task]
+            per_loss = [
+                [g if g is not None else torch.zeros_like(p) for g, p in zip(
+                    torch.autograd.grad(loss * scale, params, retain_graph=i < len(losses) - 1, allow_unused=True),
+                    params)]
+                for i, loss in enumerate(losses)
+            ]  # fmt: skip
+            if not isinstance(scale, torch.Tensor) and scale != 1.0:
+                per_loss = [[g / scale for g in grads] for grads in per_loss]
+            g_task = self._reduce_all(per_loss[-1])
+            g_general = self._reduce_all(per_loss[0]) if general is not None else None
+        elif rule is not None and self.resolve_backward() == "twin":
             teacher = method.teacher()
             out: dict[str, Any] = {}
 

@@ -85,8 +85,8 @@ def save_checkpoint(path: str | Path, learner: Any, meta: dict[str, Any]) -> Non
 
 
 def learner_from_checkpoint(blob: Mapping[str, Any], backbone: Any, classnames: Sequence[str], template: str):
-    """Rebuild the prompt learner of a checkpoint (CoOp context, or CoCoOp context + meta-net) for ``classnames``
-    and load what it learned. The template follows the target dataset when the context was initialised from a
+    """Rebuild the prompt learner of a checkpoint (CoOp context, CoCoOp context + meta-net, or deep prompts) for
+    ``classnames`` and load what it learned. The template follows the target dataset when the context was initialised from a
     template, as in the reference. Checkpoints with only ``ctx`` (written before ``learned`` existed) load too."""
     from prograd_pl.models.conditional_prompt import ConditionalPromptLearner
     from prograd_pl.models.prompt_learner import PromptLearner
@@ -100,6 +100,10 @@ def learner_from_checkpoint(blob: Mapping[str, Any], backbone: Any, classnames: 
     )  # fmt: skip
     if meta.get("conditional"):
         learner = ConditionalPromptLearner(backbone, names, hidden_ratio=meta.get("hidden_ratio", 16), **common)
+    elif meta.get("deep"):
+        from prograd_pl.models.deep_prompt import DeepPromptLearner
+
+        learner = DeepPromptLearner(backbone, names, **common, **meta["deep"])
     else:
         learner = PromptLearner(backbone, names, **common)
     state = blob.get("learned") or {"ctx": blob["ctx"]}

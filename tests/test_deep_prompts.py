@@ -1,0 +1,139 @@
+"""Deep prompts in both towers (IVLP) on a tiny random ViT: depth 1 is the shallow prompt, a deep prompt equal to
+the hidden states it replaces changes nothing, the step's gradients are those of the plain loss, the rule with no
+conflict is the method alone, and a run's checkpoint evaluates identically and leaves the feature cache alone."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import compose, small_overrides
+from data_trees import build_tree
+
+from prograd_pl.app.run import run
+from prograd_pl.methods.ivlp import IVLP
+from prograd_pl.methods.module import PromptModule
+from prograd_pl.methods.rule import ProGradRule
+from prograd_pl.models.backbone import load_backbone
+from prograd_pl.models.checkpoint import CHECKPOINT_NAME
+from prograd_pl.models.deep_prompt import DeepPromptLearner
+from prograd_pl.models.prompt_learner import PromptLearner
+
+NAMES = ["airplane", "bear", "car", "dog", "elephant"]
+TEMPLATE = "a photo of a {}."
+
+
+@pytest.fixture(scope="module")
+def vit():
+    state = torch.random.get_rng_state()
+    torch.manual_seed(3)
+    try:
+        return load_backbone("prograd-tiny-vit", None)
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def learner(backbone, seed: int = 0, **depths) -> DeepPromptLearner:
+    opts = {"text_depth": 3, "vision_tokens": 2, "vision_depth": 3, **depths}
+    return DeepPromptLearner(backbone, NAMES, generator=torch.Generator().manual_seed(seed), **opts)
+
+
+def images(backbone, n: int = 4, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, backbone.image_size, backbone.image_size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_depth_one_is_the_shallow_prompt_and_no_vision_prompt_is_clip(vit):
+    deep = learner(vit, text_depth=1, vision_depth=0)
+    shallow = PromptLearner(vit, NAMES, n_ctx=4, init="phrase", phrase="a photo of a")
+    shallow.ctx.data.copy_(deep.ctx.data)
+    with torch.no_grad():
+        assert (deep() - shallow("plain")).abs().max() <= 1e-5
+        x = images(vit)
+        assert (deep.encode_image(vit.model.visual, x) - vit.model.encode_image(x)).abs().max() <= 1e-5
+    assert deep.learned_parameters() == [deep.ctx]
+
+
+def test_a_deep_vision_prompt_equal_to_what_it_replaces_changes_nothing(vit):
+    pl = learner(vit, vision_depth=1)
+    x = images(vit)
+    seen = []
+    block0 = vit.model.visual.transformer.resblocks[0]
+    hook = block0.register_forward_hook(lambda m, i, out: seen.append(out.detach()))
+    with torch.no_grad():
+        one = pl.encode_image(vit.model.visual, x)
+    hook.remove()
+    # depth 2 whose second set is block 0's output at the prompt positions (the same for every image: one image)
+    two = learner(vit, vision_depth=2)
+    two.vision_prompts[0].data.copy_(pl.vision_prompts[0].data)
+    two.vision_prompts[1].data.copy_(seen[0][0, -2:])
+    with torch.no_grad():
+        assert (two.encode_image(vit.model.visual, x[:1]) - one[:1]).abs().max() <= 1e-5
+        assert (two.encode_image(vit.model.visual, x[1:2]) - one[1:2]).abs().max() > 1e-4  # per image otherwise
+
+
+def ivlp_module(backbone, pl, rule=None):
+    method = IVLP(backbone, NAMES, template=TEMPLATE, prompt=pl)
+    return PromptModule(method, rule=rule, optim=functools.partial(torch.optim.SGD, lr=0.01))
+
+
+def test_ivlp_gradients_are_the_plain_losses_gradients(vit):
+    pl = learner(vit)
+    module = ivlp_module(vit, pl)
+    x, labels = images(vit), torch.tensor([0, 1, 2, 3])
+    grads, logs = module.compute_update(x, labels)
+    # the plain computation: both towers with their prompts, one loss, one autograd call
+    img = F.normalize(pl.encode_image(vit.model.visual, x), dim=-1)
+    text = F.normalize(pl(), dim=-1)
+    loss = F.cross_entropy(vit.model.logit_scale.exp() * img @ text.t(), labels)
+    ref = torch.autograd.grad(loss, pl.learned_parameters())
+    assert len(grads) == len(ref) == 1 + 2 + 3  # ctx, two deep text sets, three vision sets
+    for g, r in zip(grads, ref):
+        assert (g - r).abs().max() <= 1e-5 * max(1.0, float(r.abs().max()))
+        assert r.abs().max() > 0
+    assert abs(float(logs["loss_ce"]) - float(loss)) <= 1e-5
+
+
+def test_the_rule_without_a_conflict_is_the_method_alone(vit):
+    x = images(vit, seed=5)
+    for seed in range(30):
+        labels = torch.randint(0, len(NAMES), (4,), generator=torch.Generator().manual_seed(seed))
+        ruled = ivlp_module(vit, learner(vit), rule=ProGradRule(scope="vector"))
+        grads, logs = ruled.compute_update(x, labels)
+        if not bool(logs["conflict"]):
+            break
+    else:
+        pytest.fail("no labelling without a conflict")
+    alone, _ = ivlp_module(vit, learner(vit)).compute_update(x, labels)
+    assert all(torch.equal(g, a) for g, a in zip(grads, alone))
+
+
+def test_an_ivlp_run_reloads_identically_and_leaves_the_feature_cache_alone(tmp_path):
+    build_tree("dtd", tmp_path / "data", n_classes=4)
+    base = [o for o in small_overrides(tmp_path, "dataset=dtd", "shots=1") if o != "model=tiny"]
+    opts = ["model=tiny_vit", "method=ivlp", "method.prompt.text_depth=2", "method.prompt.vision_depth=2",
+            "method.prompt.vision_tokens=2", "data.batch_size=4"]  # fmt: skip
+    res = run(compose([*base, *opts, "method.rule=prograd"]))
+    assert res["method"] == "ivlp+prograd" and res["train"]["steps"] > 0
+    assert not (tmp_path / "cache" / "features").exists() or not any((tmp_path / "cache" / "features").iterdir())
+    assert json.loads((tmp_path / "out" / res["run_dir"] / "results.json").read_text())["method"] == "ivlp+prograd"
+    ckpt = f"{res['run_dir']}/{CHECKPOINT_NAME}"
+    again = run(compose([*base, *opts, "method.rule=prograd", f"ckpt={ckpt}", f"output_root={tmp_path / 'eval'}"]))
+    assert again["train"]["epochs"] == 0
+    assert again["metrics"]["acc"] == res["metrics"]["acc"]
+    assert again["metrics"]["per_class_acc"] == res["metrics"]["per_class_acc"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(["model=tiny"], "prompts the image tower of a ViT"),
+     (["model=tiny_vit", "method.prompt.vision_depth=9"], "vision_depth=9 but model.name=prograd-tiny-vit has 3")],
+)  # fmt: skip
+def test_deep_prompts_that_cannot_fit_the_model_are_one_sentence(overrides, message):
+    from prograd_pl.app.config import check, resolve
+    from prograd_pl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        check(resolve(compose(["method=ivlp", "method.prompt.text_depth=2", *overrides])))
