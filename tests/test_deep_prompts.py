@@ -15,11 +15,12 @@ from data_trees import build_tree
 
 from prograd_pl.app.run import run
 from prograd_pl.methods.ivlp import IVLP
+from prograd_pl.methods.maple import MaPLe
 from prograd_pl.methods.module import PromptModule
 from prograd_pl.methods.rule import ProGradRule
 from prograd_pl.models.backbone import load_backbone
 from prograd_pl.models.checkpoint import CHECKPOINT_NAME
-from prograd_pl.models.deep_prompt import DeepPromptLearner
+from prograd_pl.models.deep_prompt import CoupledPromptLearner, DeepPromptLearner
 from prograd_pl.models.prompt_learner import PromptLearner
 
 NAMES = ["airplane", "bear", "car", "dog", "elephant"]
@@ -110,15 +111,19 @@ def test_the_rule_without_a_conflict_is_the_method_alone(vit):
     assert all(torch.equal(g, a) for g, a in zip(grads, alone))
 
 
-def test_an_ivlp_run_reloads_identically_and_leaves_the_feature_cache_alone(tmp_path):
+@pytest.mark.parametrize(
+    ("method", "depths"),
+    [("ivlp", ["method.prompt.text_depth=2", "method.prompt.vision_depth=2", "method.prompt.vision_tokens=2"]),
+     ("maple", ["method.prompt.depth=2"])],
+)  # fmt: skip
+def test_a_deep_prompt_run_reloads_identically_and_leaves_the_feature_cache_alone(tmp_path, method, depths):
     build_tree("dtd", tmp_path / "data", n_classes=4)
     base = [o for o in small_overrides(tmp_path, "dataset=dtd", "shots=1") if o != "model=tiny"]
-    opts = ["model=tiny_vit", "method=ivlp", "method.prompt.text_depth=2", "method.prompt.vision_depth=2",
-            "method.prompt.vision_tokens=2", "data.batch_size=4"]  # fmt: skip
+    opts = ["model=tiny_vit", f"method={method}", *depths, "data.batch_size=4"]
     res = run(compose([*base, *opts, "method.rule=prograd"]))
-    assert res["method"] == "ivlp+prograd" and res["train"]["steps"] > 0
+    assert res["method"] == f"{method}+prograd" and res["train"]["steps"] > 0
     assert not (tmp_path / "cache" / "features").exists() or not any((tmp_path / "cache" / "features").iterdir())
-    assert json.loads((tmp_path / "out" / res["run_dir"] / "results.json").read_text())["method"] == "ivlp+prograd"
+    assert json.loads((tmp_path / "out" / res["run_dir"] / "results.json").read_text())["method"] == res["method"]
     ckpt = f"{res['run_dir']}/{CHECKPOINT_NAME}"
     again = run(compose([*base, *opts, "method.rule=prograd", f"ckpt={ckpt}", f"output_root={tmp_path / 'eval'}"]))
     assert again["train"]["epochs"] == 0
@@ -137,3 +142,31 @@ def test_deep_prompts_that_cannot_fit_the_model_are_one_sentence(overrides, mess
 
     with pytest.raises(ConfigError, match=message):
         check(resolve(compose(["method=ivlp", "method.prompt.text_depth=2", *overrides])))
+
+
+def test_maple_learns_two_tokens_and_keeps_the_rest_of_its_phrase_as_text(vit):
+    pl = CoupledPromptLearner(vit, NAMES, n_ctx=2, depth=1, generator=torch.Generator().manual_seed(0))
+    assert pl.n_ctx == 2 and pl.learned_parameters()[0].shape == (2, vit.text.width)
+    with torch.no_grad():  # "a photo" learned from its own embeddings, "of a" fixed: CLIP's own prompt at the start
+        clip = vit.model.encode_text(vit.tokenizer([f"a photo of a {n}." for n in NAMES]))
+        assert (pl() - clip).abs().max() <= 1e-5
+
+
+def test_maple_vision_prompts_map_the_text_prompts_and_both_towers_train_them(vit):
+    pl = CoupledPromptLearner(vit, NAMES, depth=3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(pl.couplings[1].weight, pl.couplings[2].weight)  # the deep maps start as copies
+    assert not torch.equal(pl.couplings[0].weight, pl.couplings[1].weight)
+    module = PromptModule(MaPLe(vit, NAMES, template=TEMPLATE, prompt=pl),
+                          optim=functools.partial(torch.optim.SGD, lr=0.01))  # fmt: skip
+    x, labels = images(vit), torch.tensor([0, 1, 2, 3])
+    grads, _ = module.compute_update(x, labels)
+    img = F.normalize(pl.encode_image(vit.model.visual, x), dim=-1)
+    text = F.normalize(pl(), dim=-1)
+    loss = F.cross_entropy(vit.model.logit_scale.exp() * img @ text.t(), labels)
+    ref = torch.autograd.grad(loss, pl.learned_parameters(), retain_graph=True)
+    for g, r in zip(grads, ref):
+        assert (g - r).abs().max() <= 1e-5 * max(1.0, float(r.abs().max()))
+    # the deep text prompt of block 1 gets gradient from the image tower too (through F_1), not only the text's
+    text_only = torch.autograd.grad(F.cross_entropy(vit.model.logit_scale.exp() * img.detach() @ text.t(), labels),
+                                    pl.text_prompts[0])[0]  # fmt: skip
+    assert (ref[1] - text_only).abs().max() > 1e-6

@@ -467,11 +467,12 @@ def _check_deep_prompts(cfg: DictConfig, method: str) -> None:
         raise ConfigError(f"method={method} prompts the image tower of a ViT; model.name={name} has another image "
                           "tower; use a ViT such as model=vit_b16 (or model=tiny_vit).")  # fmt: skip
     prompt = cfg.method.get("prompt") or {}
-    for key, blocks in (("text_depth", text.get("layers")), ("vision_depth", vision.get("layers"))):
+    both = min(text.get("layers") or 0, vision.get("layers") or 0)
+    for key, blocks in (("text_depth", text.get("layers")), ("vision_depth", vision.get("layers")), ("depth", both)):
         depth = prompt.get(key)
         if isinstance(depth, int) and isinstance(blocks, int) and depth > blocks:
-            raise ConfigError(f"method.prompt.{key}={depth} but model.name={name} has {blocks} blocks in that tower; "
-                              f"expected at most {blocks}.")  # fmt: skip
+            raise ConfigError(f"method.prompt.{key}={depth} but model.name={name} has {blocks} blocks in that tower "
+                              f"(both, for depth); expected at most {blocks}.")  # fmt: skip
 
 
 def method_configs() -> list[str]:

@@ -101,9 +101,10 @@ def learner_from_checkpoint(blob: Mapping[str, Any], backbone: Any, classnames: 
     if meta.get("conditional"):
         learner = ConditionalPromptLearner(backbone, names, hidden_ratio=meta.get("hidden_ratio", 16), **common)
     elif meta.get("deep"):
-        from prograd_pl.models.deep_prompt import DeepPromptLearner
+        from prograd_pl.models.deep_prompt import CoupledPromptLearner, DeepPromptLearner
 
-        learner = DeepPromptLearner(backbone, names, **common, **meta["deep"])
+        cls = CoupledPromptLearner if meta.get("coupled") else DeepPromptLearner
+        learner = cls(backbone, names, **common, **meta["deep"])
     else:
         learner = PromptLearner(backbone, names, **common)
     state = blob.get("learned") or {"ctx": blob["ctx"]}

@@ -10,6 +10,7 @@ Every deep tensor starts from N(0, 0.02^2) drawn from the run's generator.
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -96,6 +97,10 @@ class DeepPromptLearner(PromptLearner):
         return self.encoder.encode_embeddings(self.prompt_embeddings(), self.eot, truncate=mode == "truncated",
                                               length=self.prompt_length, deep=deep)  # fmt: skip
 
+    def vision_prompt_list(self) -> list[torch.Tensor]:
+        """The vision prompts of blocks ``0 .. vision_depth - 1`` (``[n_v, width]`` each)."""
+        return list(self.vision_prompts)
+
     def encode_image(self, visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Image features ``[B, D]`` (not normalised) of the prompted image tower (``visual``, frozen)."""
         vit = vision_transformer(visual)
@@ -103,7 +108,7 @@ class DeepPromptLearner(PromptLearner):
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
         cls = vit.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1) + vit.positional_embedding.to(x.dtype)
-        prompts = list(self.vision_prompts)
+        prompts = self.vision_prompt_list()
         if prompts:
             x = torch.cat([x, prompts[0].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)], dim=1)
         x = vit.ln_pre(x)
@@ -119,3 +124,60 @@ class DeepPromptLearner(PromptLearner):
     def meta(self) -> dict:
         return {**super().meta(), "deep": {"text_depth": self.text_depth, "vision_tokens": self.vision_tokens,
                                            "vision_depth": self.vision_depth}}  # fmt: skip
+
+
+class CoupledPromptLearner(DeepPromptLearner):
+    """MaPLe (Khattak et al., CVPR'23): deep text prompts whose vision prompts are linear maps of them.
+
+    The vision prompt of depth ``k`` is ``F_k(P_k)`` with ``P_0`` the context and ``P_k`` the deep text prompt of
+    block ``k``; ``F_k`` is a ``Linear(text width -> image width)`` of its own per depth.  ``F_0`` starts from
+    PyTorch's default Linear initialisation, ``F_1 .. F_{J-1}`` as copies of one such Linear (the official code's
+    deep copies).  Gradients reach ``P_k`` from both towers (the coupling).  With ``init=phrase`` and ``n_ctx``
+    below the phrase's tokens the remaining words stay fixed text (MaPLe's 2 tokens "a photo" + "of a").
+
+    Args (besides :class:`PromptLearner`'s): ``depth`` (J: blocks of both towers that see fresh prompts).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        classnames: Sequence[str],
+        n_ctx: int = 2,
+        init: str = "phrase",
+        template: str = "a photo of a {}.",
+        phrase: str | None = "a photo of a",
+        position: str = "end",
+        csc: bool = False,
+        depth: int = 9,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(backbone, classnames, n_ctx=n_ctx, init=init, template=template, phrase=phrase,
+                         position=position, csc=csc, text_depth=depth, vision_tokens=0, vision_depth=0,
+                         generator=generator)  # fmt: skip
+        vision_blocks = len(vision_transformer(backbone.model.visual).transformer.resblocks)
+        if int(depth) > vision_blocks:
+            raise PromptError(f"prompt.depth={depth} must be at most the image tower's {vision_blocks} blocks.")
+        self.depth = self.vision_depth = int(depth)
+        self.vision_tokens = self.n_ctx
+        text_width = backbone.text.width
+        vision_width = vision_transformer(backbone.model.visual).positional_embedding.shape[-1]
+
+        def linear() -> nn.Linear:  # PyTorch's default Linear init, drawn from the run's generator only
+            lin = nn.utils.skip_init(nn.Linear, text_width, vision_width)
+            nn.init.kaiming_uniform_(lin.weight, a=5**0.5, generator=generator)
+            nn.init.uniform_(lin.bias, -(text_width**-0.5), text_width**-0.5, generator=generator)
+            return lin.to(self.ctx.device)
+
+        first, deep = linear(), linear()
+        self.couplings = nn.ModuleList([first, *[copy.deepcopy(deep) for _ in range(self.depth - 1)]])
+
+    def learned_parameters(self) -> list[nn.Parameter]:
+        return [self.ctx, *self.text_prompts, *self.couplings.parameters()]
+
+    def vision_prompt_list(self) -> list[torch.Tensor]:
+        text = [self.ctx, *self.text_prompts]
+        return [coupling(p) for coupling, p in zip(self.couplings, text)]
+
+    def meta(self) -> dict:
+        meta = PromptLearner.meta(self)
+        return {**meta, "deep": {"depth": self.depth}, "coupled": True}

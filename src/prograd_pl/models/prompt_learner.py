@@ -96,8 +96,10 @@ class PromptLearner(nn.Module):
             if not phrase:
                 raise PromptError("prompt.init=phrase needs prompt.phrase (e.g. 'a photo of a').")
             ids = self._tokens(phrase)
-            n_ctx = len(ids)
-            base = emb_weight[ids].detach().float()
+            # n_ctx below the phrase's tokens: the first n_ctx are learned, the rest stay fixed text after them
+            # (MaPLe's "a photo" + "of a"); otherwise the whole phrase is the context
+            n_ctx = n_ctx if 1 <= n_ctx < len(ids) else len(ids)
+            base = emb_weight[ids[:n_ctx]].detach().float()
             ctx = base.unsqueeze(0).repeat(len(classnames), 1, 1) if csc else base.clone()
             placeholder = phrase
         else:
