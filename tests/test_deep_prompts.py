@@ -114,7 +114,9 @@ def test_the_rule_without_a_conflict_is_the_method_alone(vit):
 @pytest.mark.parametrize(
     ("method", "depths"),
     [("ivlp", ["method.prompt.text_depth=2", "method.prompt.vision_depth=2", "method.prompt.vision_tokens=2"]),
-     ("maple", ["method.prompt.depth=2"])],
+     ("maple", ["method.prompt.depth=2"]),
+     ("promptsrc", ["method.prompt.text_depth=2", "method.prompt.vision_depth=2", "method.templates=3",
+                    "method.gpa_mean=1", "trainer.max_epochs=2"])],
 )  # fmt: skip
 def test_a_deep_prompt_run_reloads_identically_and_leaves_the_feature_cache_alone(tmp_path, method, depths):
     build_tree("dtd", tmp_path / "data", n_classes=4)
@@ -170,3 +172,72 @@ def test_maple_vision_prompts_map_the_text_prompts_and_both_towers_train_them(vi
     text_only = torch.autograd.grad(F.cross_entropy(vit.model.logit_scale.exp() * img.detach() @ text.t(), labels),
                                     pl.text_prompts[0])[0]  # fmt: skip
     assert (ref[1] - text_only).abs().max() > 1e-6
+
+
+def test_gpa_weights_are_the_recipes_gaussian():
+    from prograd_pl.methods.promptsrc import gpa_weights
+
+    w = gpa_weights(20, 15.0, 1.0)
+    assert [round(x, 3) for x in w[12:17]] == [0.054, 0.242, 0.399, 0.242, 0.054]
+    assert abs(sum(w) - 1.0) < 1e-12 and max(w[:10]) < 0.005
+
+
+def promptsrc(vit, **kw):
+    from prograd_pl.methods.promptsrc import PromptSRC
+
+    return PromptSRC(vit, NAMES, template=TEMPLATE, prompt=learner(vit), **kw)
+
+
+def test_promptsrc_loss_and_gradients_are_the_hand_written_ones(vit):
+    method = promptsrc(vit, templates=5)
+    module = PromptModule(method, optim=functools.partial(torch.optim.SGD, lr=0.01))
+    x, labels = images(vit, seed=9), torch.tensor([0, 1, 2, 4])
+    grads, logs = module.compute_update(x, labels)
+    pl, clip, scale = method.prompt_learner, vit.model, vit.model.logit_scale.exp()
+    with torch.no_grad():  # the frozen targets, by hand: 5 templates averaged un-normalised; the plain image tower
+        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+        per_template = [clip.encode_text(vit.tokenizer([t(n) for n in NAMES])) for t in OPENAI_IMAGENET_TEMPLATES[:5]]
+        g = F.normalize(torch.stack(per_template).mean(0), dim=-1)
+        f0 = F.normalize(clip.encode_image(x), dim=-1)
+    img = F.normalize(pl.encode_image(clip.visual, x), dim=-1)
+    text = F.normalize(pl(), dim=-1)
+    logits = scale * img @ text.t()
+    p0 = F.softmax(scale * f0 @ g.t(), dim=-1)
+    kl = (p0 * (p0.log() - F.log_softmax(logits, dim=-1))).sum() / logits.numel()
+    loss = F.cross_entropy(logits, labels) + 25 * (text - g).abs().mean() + 10 * (img - f0).abs().mean() + kl
+    ref = torch.autograd.grad(loss, pl.learned_parameters())
+    assert abs(float(logs["loss_scl_kl"]) - float(kl)) <= 1e-6
+    for got, want in zip(grads, ref):
+        assert (got - want).abs().max() <= 1e-5 * max(1.0, float(want.abs().max()))
+
+
+def test_gaussian_aggregation_averages_the_epochs_and_survives_a_checkpoint(vit):
+    from prograd_pl.methods.promptsrc import gpa_weights
+
+    method = promptsrc(vit, gpa_mean=2.0, gpa_std=1.0)
+    params = list(method.prompt_learner.parameters())
+    seen = []
+    for epoch in range(3):
+        with torch.no_grad():
+            for p in params:
+                p.add_(1.0)
+        seen.append([p.detach().clone() for p in params])
+        method.end_of_epoch(epoch, 3)
+        if epoch == 1:  # a checkpoint mid-run: a fresh method resumes from it
+            state = method.training_state()
+            resumed = promptsrc(vit, gpa_mean=2.0, gpa_std=1.0)
+            resumed.load_training_state(state)
+            with torch.no_grad():
+                for p, q in zip(resumed.prompt_learner.parameters(), params):
+                    p.copy_(q)
+    with torch.no_grad():
+        for p, q in zip(resumed.prompt_learner.parameters(), params):
+            p.copy_(q)
+    resumed.end_of_epoch(2, 3)
+    w = gpa_weights(3, 2.0, 1.0)
+    for m in (method, resumed):
+        m.end_of_training()
+        for i, p in enumerate(m.prompt_learner.parameters()):
+            want = sum(w[e] * seen[e][i] for e in range(3))
+            assert (p - want).abs().max() <= 1e-6

@@ -346,6 +346,7 @@ def test_a_single_eval_dataset_is_a_list_of_one(tmp_path):
 
 
 # ---- 7. a sweep always ends with its summary -------------------------------------------------------------------
+@pytest.mark.slow  # 11 s; make test covers a sweep with one valid and one bad job in test_reliability3
 def test_a_sweep_with_a_bad_seed_names_it_and_runs_the_others(tmp_path):
     build_tree("dtd", tmp_path / "data", n_classes=4)
     proc = subprocess.run([sys.executable, "-m", "prograd_pl", "-m", "seed=1,4294967296", "dataset=dtd", "shots=1",

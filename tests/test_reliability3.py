@@ -203,9 +203,11 @@ def test_too_little_room_for_what_a_run_writes_is_refused_before_anything_is_wri
 
 
 # ---- 4. a run hung inside C code still ends after its grace period ---------------------------------------------
-@pytest.mark.parametrize(("sig", "again", "code"), [("SIGTERM", False, 143), ("SIGINT", False, 130),
-                                                    ("SIGTERM", True, 143)], ids=["sigterm_grace", "sigint_grace",
-                                                                                  "second_sigterm"])  # fmt: skip
+@pytest.mark.parametrize(("sig", "again", "code"), [
+    pytest.param("SIGTERM", False, 143, id="sigterm_grace"),
+    pytest.param("SIGINT", False, 130, id="sigint_grace", marks=pytest.mark.slow),  # ~11 s each: make test-all
+    pytest.param("SIGTERM", True, 143, id="second_sigterm", marks=pytest.mark.slow),
+])  # fmt: skip
 def test_a_run_hung_in_c_code_ends_after_its_grace_or_a_second_signal(tmp_path, sig, again, code):
     build_tree("dtd", tmp_path / "data", n_classes=4)
     grace = 600 if again else 2

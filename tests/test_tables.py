@@ -13,7 +13,7 @@ import pytest
 from prograd_pl.results.aggregate import mean_std
 
 
-@pytest.mark.parametrize("setting", ["fewshot", "base2new"])
+@pytest.mark.parametrize("setting", [pytest.param("fewshot", marks=pytest.mark.slow), "base2new"])  # same path; 34 s
 def test_sweep_then_report_on_the_mini_world(tmp_path, setting):
     out = tmp_path / "out"
     grid = ["shots=1,2", "seed=1,2"] if setting == "fewshot" else ["seed=1,2", "--methods", "coop,cocoop,prograd"]

@@ -181,6 +181,20 @@ class PromptMethod(nn.Module):
         ce = F.cross_entropy(logits, labels)
         return ce, {"ce": ce}
 
+    # ---- training-time state (PromptSRC's prompt aggregation) ------------------------------------------------
+    def end_of_epoch(self, epoch: int, max_epochs: int) -> None:
+        """Called after the last optimiser step of 0-based ``epoch`` of ``max_epochs``."""
+
+    def end_of_training(self) -> None:
+        """Called once training ends, before the trained prompt is saved and evaluated."""
+
+    def training_state(self) -> dict:
+        """What :meth:`end_of_epoch` accumulated, for ``last.ckpt`` (exact resume)."""
+        return {}
+
+    def load_training_state(self, state: dict) -> None:
+        """Restore :meth:`training_state` from ``last.ckpt``."""
+
     # ---- the twin path (ProGrad's two gradients in one forward, see methods/gradients.py) --------------------
     def twin_ready(self) -> bool:
         """Whether the class features can be taken for a batch of contexts (:meth:`twin_class_features`): one

@@ -320,6 +320,8 @@ class PromptModule(L.LightningModule):
         opt.step()  # 16-mixed: the plugin's GradScaler unscales, skips a non-finite step and updates its scale
         opt.zero_grad(set_to_none=True)
         self.steps_done += 1
+        if self._trainer is not None and self.trainer.is_last_batch:  # the epoch's final parameters
+            self.method.end_of_epoch(self.current_epoch, self.max_epochs)
         bs = labels.shape[0]
         if "conflict" in logs:
             self.conflict_count += logs["conflict"].long()
@@ -342,6 +344,9 @@ class PromptModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self.watch.check()
+
+    def on_train_end(self) -> None:
+        self.method.end_of_training()
 
     # ---- evaluation ----------------------------------------------------------------------------------------
     def on_test_epoch_start(self) -> None:
@@ -380,7 +385,8 @@ class PromptModule(L.LightningModule):
         learned = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in learned}
         # (fp16: the loss scaler's state is the precision plugin's, saved by Lightning beside this)
-        checkpoint["prograd_pl"] = {"steps_done": self.steps_done, "conflicts": self.conflicts}
+        checkpoint["prograd_pl"] = {"steps_done": self.steps_done, "conflicts": self.conflicts,
+                                    "method": self.method.training_state()}  # fmt: skip
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The learned tensors come from the checkpoint, everything frozen from this module (same backbone)."""
@@ -389,3 +395,4 @@ class PromptModule(L.LightningModule):
         counters = checkpoint.get("prograd_pl", {})
         self.steps_done = int(counters.get("steps_done", self.steps_done))
         self.conflicts = int(counters.get("conflicts", self.conflicts))
+        self.method.load_training_state(counters.get("method") or {})
