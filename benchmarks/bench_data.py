@@ -52,13 +52,15 @@ def loader_ips(paths: list[Path], workers: int, batches: int, pin_memory: bool =
     The batches the workers prefetched during start-up (``2 * workers``, DataLoader's default prefetch factor)
     are consumed first, so the timed batches are produced while they are timed.
     """
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
     from torch.utils.data import DataLoader
 
     from prograd_pl.data.base import Datum
     from prograd_pl.data.datamodule import FewShotDataModule
 
     items = [Datum(str(p), i % 10, f"class{i % 10}") for i, p in enumerate(paths)]
-    dm = FewShotDataModule(items, items, image_size=224, batch_size=BATCH, num_workers=workers, seed=0)
+    dm = FewShotDataModule(items, items, image_size=224, batch_size=BATCH, num_workers=workers, seed=0,
+                           mean=OPENAI_DATASET_MEAN, std=OPENAI_DATASET_STD)  # fmt: skip
     loader = dm.train_dataloader()
     if pin_memory:
         loader = DataLoader(

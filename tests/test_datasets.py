@@ -29,6 +29,7 @@ from prograd_pl.data.fewshot import cache_file, fewshot_split, import_coop_pickl
 from prograd_pl.data.registry import DATASETS, dataset_names, get_dataset_info, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+NORM = {"mean": (0.48145466, 0.4578275, 0.40821073), "std": (0.26862954, 0.26130258, 0.27577711)}  # CLIP's
 
 
 def _splits(n_classes: int, per_class: int, val_per_class: int = 5, name: str = "dtd") -> DatasetSplits:
@@ -418,16 +419,19 @@ def test_subsample_classes() -> None:
 def test_transforms_and_datamodule(tmp_path: Path) -> None:
     build_tree("eurosat", tmp_path, n_classes=3, per_class=(5, 1, 3))
     splits = load_dataset("eurosat", tmp_path)
-    assert (
-        transforms.CLIP_MEAN == (0.48145466, 0.4578275, 0.40821073) and transforms.CLIP_STD[0] == 0.26862954
-    )
-    t = transforms.test_transform(16).transforms
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    # CLIP's normalisation, from open_clip's constants (one home)
+    assert tuple(NORM["mean"]) == OPENAI_DATASET_MEAN == (0.48145466, 0.4578275, 0.40821073)
+    assert tuple(NORM["std"]) == OPENAI_DATASET_STD and NORM["std"][0] == 0.26862954
+    t = transforms.test_transform(16, **NORM).transforms
     assert t[0].interpolation.value == "bicubic" and t[0].size == 16 and t[1].size == (16, 16)
-    r = transforms.train_transform(16).transforms[0]
+    assert tuple(t[-1].mean) == OPENAI_DATASET_MEAN
+    r = transforms.train_transform(16, **NORM).transforms[0]
     assert r.scale == (0.08, 1.0) and r.interpolation.value == "bicubic"
 
     dm = FewShotDataModule(
-        splits.train, splits.test, image_size=16, batch_size=4, test_batch_size=5, num_workers=0, seed=7
+        splits.train, splits.test, image_size=16, batch_size=4, test_batch_size=5, num_workers=0, seed=7, **NORM
     )
     loader = dm.train_dataloader()
     assert loader.drop_last and not loader.persistent_workers
@@ -438,11 +442,11 @@ def test_transforms_and_datamodule(tmp_path: Path) -> None:
     assert torch.cat([b[1] for b in test_batches]).tolist() == [d.label for d in splits.test]
 
     def order(seed: int) -> list[int]:
-        dm = FewShotDataModule(splits.train, splits.test, 16, batch_size=4, num_workers=0, seed=seed)
+        dm = FewShotDataModule(splits.train, splits.test, 16, batch_size=4, num_workers=0, seed=seed, **NORM)
         return [y for _, ys in dm.train_dataloader() for y in ys.tolist()]
 
     assert order(7) == order(7)
-    small = FewShotDataModule(splits.train[:3], splits.test, 16, batch_size=4, num_workers=0)
+    small = FewShotDataModule(splits.train[:3], splits.test, 16, batch_size=4, num_workers=0, **NORM)
     assert not small.train_dataloader().drop_last and len(list(small.train_dataloader())) == 1
     Path(splits.test[0].path).write_bytes(b"not a jpeg")
     with pytest.raises(DatasetError, match=splits.test[0].path):
@@ -450,7 +454,7 @@ def test_transforms_and_datamodule(tmp_path: Path) -> None:
 
 
 def _labels_in_order(train: list[Datum], test: list[Datum], num_workers: int) -> list[int]:
-    dm = FewShotDataModule(train, test, image_size=16, batch_size=4, num_workers=num_workers, seed=7)
+    dm = FewShotDataModule(train, test, image_size=16, batch_size=4, num_workers=num_workers, seed=7, **NORM)
     return [y for _, ys in dm.train_dataloader() for y in ys.tolist()]
 
 

@@ -265,7 +265,7 @@ def _train_loader(tmp_path: Path, batch_size: int):
     build_tree("dtd", tmp_path / "data", n_classes=4)
     split = fewshot_split(load_dataset("dtd", tmp_path / "data"), 2, seed=1)  # 8 images
     return FewShotDataModule(split.train, split.test, image_size=32, batch_size=batch_size, num_workers=0,
-                             seed=1).train_dataloader()  # fmt: skip
+                             seed=1, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)).train_dataloader()  # fmt: skip
 
 
 @pytest.mark.parametrize(("batch_size", "batches", "warned"), [(6, [4], True), (10, [4], False), (4, [4], False),

@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .base import DatasetError, Datum
-from .transforms import CLIP_MEAN, CLIP_STD, test_transform, train_transform
+from .transforms import test_transform, train_transform
 
 log = logging.getLogger("prograd_pl")
 
@@ -77,8 +77,9 @@ class FewShotDataModule(L.LightningDataModule):
         train: list[Datum],
         test: list[Datum],
         image_size: int = 224,
-        mean: Sequence[float] = CLIP_MEAN,
-        std: Sequence[float] = CLIP_STD,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
         batch_size: int = 32,
         test_batch_size: int = 100,
         num_workers: int = 2,

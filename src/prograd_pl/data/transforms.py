@@ -1,4 +1,5 @@
-"""CLIP image transforms of the reference recipe (spec §3.1)."""
+"""CLIP image transforms of the reference recipe (spec §3.1).  The normalisation is the model's (``Backbone.mean``
+and ``std``, from open_clip's preprocessing config: CLIP's constants for the OpenAI models)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,8 @@ from collections.abc import Sequence
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-
-def train_transform(
-    size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD
-) -> T.Compose:
+def train_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
     """RandomResizedCrop(size, scale (0.08, 1), bicubic) -> horizontal flip -> tensor -> normalize.
 
     No resize before the random crop (CoOp's current configs).
@@ -28,9 +24,7 @@ def train_transform(
     )
 
 
-def test_transform(
-    size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD
-) -> T.Compose:
+def test_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
     """Resize the shorter side to ``size`` (bicubic) -> center crop -> tensor -> normalize."""
     return T.Compose(
         [

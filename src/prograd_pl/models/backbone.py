@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import open_clip
 import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 from torch import nn
@@ -18,8 +19,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from prograd_pl.errors import BackboneError
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 _registered = False
 
@@ -290,7 +289,7 @@ def load_backbone(
         name=name,
         pretrained=pretrained,
         image_size=size,
-        mean=tuple(pcfg.get("mean", CLIP_MEAN)),
-        std=tuple(pcfg.get("std", CLIP_STD)),
+        mean=tuple(pcfg.get("mean", OPENAI_DATASET_MEAN)),
+        std=tuple(pcfg.get("std", OPENAI_DATASET_STD)),
         text=tower,
     )
