@@ -488,7 +488,9 @@ def _check_method_class(cfg: DictConfig) -> None:
     """What the method's class says about itself (never its name): whether the rule may wrap it or must, whether
     it can classify classes it was not fitted on."""
     from prograd_pl.methods.build import check_options
+    from prograd_pl.startup import import_heavy
 
+    import_heavy()  # (the method's class imports torch: Ctrl-C held if nothing loaded it yet)
     cls = check_options(cfg.method)
     method, rule = str(cfg.method.name), str(cfg.method.get("rule", "none"))
     names = method_configs()
