@@ -93,6 +93,25 @@ def parameter_gradients(
             list(torch.autograd.grad(text, params, c, retain_graph=i < last))
             for i, c in enumerate(cotangents)
         ]
+    return _unscaled(out, scale)
+
+
+def loss_gradients(
+    losses: Sequence[torch.Tensor], params: Sequence[torch.Tensor], scale: float | torch.Tensor = 1.0
+) -> list[list[torch.Tensor]]:
+    """``d loss / d p`` for each loss and each of ``params`` through the whole graph, one backward per loss (a
+    method whose image features are learned too: no detached head).  A parameter a loss does not reach gets
+    zeros.  ``scale`` as in :func:`parameter_gradients`."""
+    last = len(losses) - 1
+    out = []
+    for i, loss in enumerate(losses):
+        grads = torch.autograd.grad(loss * scale, params, retain_graph=i < last, allow_unused=True)
+        out.append([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)])
+    return _unscaled(out, scale)
+
+
+def _unscaled(out: list[list[torch.Tensor]], scale: float | torch.Tensor) -> list[list[torch.Tensor]]:
+    """Divide a number ``scale`` out of the gradients; a tensor (a GradScaler's) is left in for the scaler."""
     if isinstance(scale, torch.Tensor) or scale == 1.0:
         return out
     return [[g / scale for g in grads] for grads in out]

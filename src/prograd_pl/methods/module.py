@@ -19,7 +19,12 @@ import torchmetrics
 from prograd_pl.errors import MethodError
 from prograd_pl.methods import COMPILE_MODES
 from prograd_pl.methods.base import PromptMethod
-from prograd_pl.methods.gradients import BACKWARDS, parameter_gradients, twin_context_gradients
+from prograd_pl.methods.gradients import (
+    BACKWARDS,
+    loss_gradients,
+    parameter_gradients,
+    twin_context_gradients,
+)
 from prograd_pl.methods.losses import FiniteWatch
 from prograd_pl.methods.rule import ProGradRule
 
@@ -232,46 +237,34 @@ class PromptModule(L.LightningModule):
         img = method.image_features(images)
         scale = self.grad_scale()
         general = None
-        if method.prompts_image:  # both towers learn: each loss's gradient through the whole graph
-            text = method.class_features(img)
-            logits = method.logits(img, text)
-            task, parts = method.task_loss(logits, text, img, labels)
-            if rule is not None:  # the teacher is zero-shot CLIP: unprompted image features
-                frozen = method.frozen_image_features(images)
-                general = rule.general_loss(logits, frozen, method.teacher(), self.logit_scale)
-            losses = [task] if general is None else [general, task]
-            per_loss = [
-                [g if g is not None else torch.zeros_like(p) for g, p in zip(
-                    torch.autograd.grad(loss * scale, params, retain_graph=i < len(losses) - 1, allow_unused=True),
-                    params)]
-                for i, loss in enumerate(losses)
-            ]  # fmt: skip
-            if not isinstance(scale, torch.Tensor) and scale != 1.0:
-                per_loss = [[g / scale for g in grads] for grads in per_loss]
-            g_task = self._reduce_all(per_loss[-1])
-            g_general = self._reduce_all(per_loss[0]) if general is not None else None
-        elif rule is not None and self.resolve_backward() == "twin":
+        if rule is not None and self.resolve_backward() == "twin":
             teacher = method.teacher()
             out: dict[str, Any] = {}
 
-            def losses(contexts: torch.Tensor):
+            def forward_losses(contexts: torch.Tensor):
                 out["general"], out["task"], out["logits"], out["parts"] = self._forward_part(
                     contexts, img, labels, teacher
                 )
                 return out["general"], out["task"], out["logits"]
 
-            (g_general, g_task), _ = twin_context_gradients(losses, params[0], scale)
+            (g_general, g_task), _ = twin_context_gradients(forward_losses, params[0], scale)
             general, logits, parts = out["general"], out["logits"], out["parts"]
             g_task, g_general = [self._reduce(g_task)], [self._reduce(g_general)]
         else:
             text = method.class_features(img)
-            leaf = text.detach().requires_grad_(True)
-            logits = method.logits(img, leaf)
-            task, parts = method.task_loss(logits, leaf, img, labels)
-            if rule is not None:
-                general = rule.general_loss(logits, img, method.teacher(), self.logit_scale)
-            per_loss = parameter_gradients(text, leaf, [task] if general is None else [general, task], params,
-                                           scale, backward=self.resolve_backward())  # fmt: skip
+            # the losses on a detached copy of the class features (their gradient there costs no pass through the
+            # tower), unless the image side learns too: then each loss's gradient goes through the whole graph
+            head = text if method.prompts_image else text.detach().requires_grad_(True)
+            logits = method.logits(img, head)
+            task, parts = method.task_loss(logits, head, img, labels)
+            if rule is not None:  # the teacher is zero-shot CLIP: the frozen, unprompted image features
+                frozen = method.frozen_image_features(images) if method.prompts_image else img
+                general = rule.general_loss(logits, frozen, method.teacher(), self.logit_scale)
+            losses = [task] if general is None else [general, task]
+            if method.prompts_image:
+                per_loss = loss_gradients(losses, params, scale)
+            else:
+                per_loss = parameter_gradients(text, head, losses, params, scale, backward=self.resolve_backward())
             g_task = self._reduce_all(per_loss[-1])
             g_general = self._reduce_all(per_loss[0]) if general is not None else None
         watched = {WATCH_NAMES.get(k, k): v for k, v in parts.items()}

@@ -112,12 +112,9 @@ class DeepPromptLearner(PromptLearner):
         if prompts:
             x = torch.cat([x, prompts[0].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)], dim=1)
         x = vit.ln_pre(x)
-        batch_first = getattr(vit.transformer, "batch_first", True)
-        for i, block in enumerate(vit.transformer.resblocks):
-            if 1 <= i < len(prompts):
-                fresh = prompts[i].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
-                x = torch.cat([x[:, : -self.vision_tokens], fresh], dim=1)
-            x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
+        # the deeper sets replace the last tokens block by block, as the text side's (DeepPrompts)
+        deep = DeepPrompts(x.shape[1] - prompts[0].shape[0] if prompts else 0, prompts[1:])
+        x = deep.run(vit.transformer, x, None)
         pooled, _ = vit._pool(x)
         return pooled @ vit.proj if vit.proj is not None else pooled
 
@@ -154,13 +151,14 @@ class CoupledPromptLearner(DeepPromptLearner):
         super().__init__(backbone, classnames, n_ctx=n_ctx, init=init, template=template, phrase=phrase,
                          position=position, csc=csc, text_depth=depth, vision_tokens=0, vision_depth=0,
                          generator=generator)  # fmt: skip
-        vision_blocks = len(vision_transformer(backbone.model.visual).transformer.resblocks)
-        if int(depth) > vision_blocks:
-            raise PromptError(f"prompt.depth={depth} must be at most the image tower's {vision_blocks} blocks.")
+        vit = vision_transformer(backbone.model.visual)
+        if int(depth) > len(vit.transformer.resblocks):
+            raise PromptError(f"prompt.depth={depth} must be at most the image tower's "
+                              f"{len(vit.transformer.resblocks)} blocks.")  # fmt: skip
         self.depth = self.vision_depth = int(depth)
         self.vision_tokens = self.n_ctx
         text_width = backbone.text.width
-        vision_width = vision_transformer(backbone.model.visual).positional_embedding.shape[-1]
+        vision_width = vit.positional_embedding.shape[-1]
 
         def linear() -> nn.Linear:  # PyTorch's default Linear init, drawn from the run's generator only
             lin = nn.utils.skip_init(nn.Linear, text_width, vision_width)
