@@ -134,6 +134,14 @@ def test_cli_config_error_exit_status_and_no_hydra_folder(tmp_path):
     assert "Traceback" not in proc.stderr and files_under(tmp_path) == []
 
 
+@pytest.mark.parametrize("flags", [["-m", "--cfg", "job"], ["--cfg=job", "--info"], ["-c", "job", "--multirun"]])
+def test_two_hydra_modes_are_one_sentence(tmp_path, capsys, flags):
+    rc = cli([*small_overrides(tmp_path), *flags])
+    lines = error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(lines) == 1 and "cannot be given together" in lines[0], lines
+    assert files_under(tmp_path) == []
+
+
 def test_sigint_during_start_up_exits_130_without_traceback(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "prograd_pl", *small_overrides(tmp_path)], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip

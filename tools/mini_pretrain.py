@@ -1,4 +1,4 @@
-"""Pretrain the project's small CLIP (``prograd-mini``) on the procedural mini world.
+"""Pretrain the project's small CLIPs (``prograd-mini``, ``prograd-mini-vit``) on the procedural mini world.
 
 CLIP's symmetric contrastive loss (repeated captions count as joint positives), AdamW with linear warmup and
 cosine decay, on an endless stream of drawn image-caption pairs (``prograd_pl.mini.stream``). Deterministic: the
@@ -6,8 +6,10 @@ data of step ``s`` depends only on (seed, s); torch is seeded and uses determini
 with one torch thread plus one data process (2 CPU cores).
 
     python tools/mini_pretrain.py --out src/prograd_pl/assets/prograd_mini.pt   # = make pretrain-mini
+    python tools/mini_pretrain.py --model prograd-mini-vit --out src/prograd_pl/assets/prograd_mini_vit.pt
 
-The output is an fp16 state_dict that loads with ``open_clip.create_model("prograd-mini", pretrained=PATH)``.
+The output is an fp16 state_dict that loads with ``open_clip.create_model(<model>, pretrained=PATH)``; both
+architectures are pretrained on the same stream with the same recipe (``models/model_configs/<model>.json``).
 """
 
 from __future__ import annotations
@@ -27,19 +29,19 @@ from mini_zeroshot import render_split, to_model_input, zero_shot_accuracy
 from prograd_pl.atomic import atomic_open
 from prograd_pl.mini.stream import pretrain_batch
 from prograd_pl.mini.tasks import TASKS
-from prograd_pl.mini.weights import MODEL_NAME, register_mini_config
+from prograd_pl.mini.weights import MINI_MODELS, MODEL_NAME, register_mini_config
 
 
 class PairStream(torch.utils.data.IterableDataset):
     """Batches ``0 .. steps-1`` of the pretraining stream, tokenised, generated in order by a single worker."""
 
-    def __init__(self, seed: int, steps: int, batch_size: int) -> None:
-        self.seed, self.steps, self.batch_size = seed, steps, batch_size
+    def __init__(self, seed: int, steps: int, batch_size: int, model: str = MODEL_NAME) -> None:
+        self.seed, self.steps, self.batch_size, self.model = seed, steps, batch_size, model
 
     def __iter__(self):
         torch.set_num_threads(1)
         register_mini_config()
-        tokenizer = open_clip.get_tokenizer(MODEL_NAME)
+        tokenizer = open_clip.get_tokenizer(self.model)
         for step in range(self.steps):
             images, captions = pretrain_batch(self.seed, step, self.batch_size)
             yield step, to_model_input(images), tokenizer(captions)
@@ -111,16 +113,17 @@ def pretrain(
     log_every: int = 50,
     eval_limit: int | None = None,
     save_every: int = 0,
+    model_name: str = MODEL_NAME,
 ) -> dict:
-    """Train prograd-mini from scratch and write fp16 weights to ``out``; return a summary (for the model card)."""
+    """Train ``model_name`` from scratch and write fp16 weights to ``out``; return a summary (for the model card)."""
     torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     register_mini_config()
-    model = open_clip.create_model(MODEL_NAME)
-    tokenizer = open_clip.get_tokenizer(MODEL_NAME)
+    model = open_clip.create_model(model_name)
+    tokenizer = open_clip.get_tokenizer(model_name)
     # The temperature stays at CLIP's final 1/100 (the config's init_logit_scale): a small model on noisy,
     # repetitive captions learns a far softer one (12.6 in v2), which makes prompt-tuning gradients 8x smaller
     # and ProGrad's zero-shot teacher far flatter than on real CLIP.
@@ -130,7 +133,7 @@ def pretrain(
     eval_sets = {
         name: render_split(task, "test", limit=min(20, eval_limit or 20)) for name, task in TASKS.items()
     }
-    stream = PairStream(seed, steps, batch_size)
+    stream = PairStream(seed, steps, batch_size, model_name)
     # One worker process draws the next batches while the main process trains (the data of a step does not
     # depend on where it is drawn); workers=0 draws them in the main process.
     loader = torch.utils.data.DataLoader(
@@ -165,9 +168,10 @@ def pretrain(
     model.eval()
     save_fp16(model, Path(out))
     full = {name: render_split(task, "test", limit=eval_limit) for name, task in TASKS.items()}
-    reloaded = open_clip.create_model(MODEL_NAME, pretrained=str(out))
+    reloaded = open_clip.create_model(model_name, pretrained=str(out))
     acc = evaluate(reloaded, tokenizer, full)
     summary = {
+        "model": model_name,
         "steps": steps,
         "batch_size": batch_size,
         "pairs": steps * batch_size,
@@ -189,6 +193,8 @@ def pretrain(
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="where to write the fp16 state_dict (.pt)")
+    p.add_argument("--model", default=MODEL_NAME, choices=sorted(MINI_MODELS),
+                   help="the architecture (models/model_configs/<model>.json)")
     p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -218,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=a.workers,
         eval_every=a.eval_every,
         save_every=a.save_every,
+        model_name=a.model,
     )
     if a.summary:
         a.summary.write_text(json.dumps(summary, indent=1) + "\n")

@@ -78,6 +78,17 @@ def preflight_weights(cfg) -> None:
     preflight(str(resolved.model.name), None if pretrained is None else str(pretrained))
 
 
+_MODE_FLAGS = {"-m": "--multirun", "--multirun": "--multirun", "-c": "--cfg", "--cfg": "--cfg", "-i": "--info",
+               "--info": "--info", "-sc": "--shell-completion", "--shell-completion": "--shell-completion",
+               "-r": "--run", "--run": "--run"}  # fmt: skip
+
+
+def hydra_modes(argv: list[str]) -> list[str]:
+    """Hydra's mode flags in ``argv`` (``--multirun``, ``--cfg`` ...), each once, in order: Hydra takes only one."""
+    found = [_MODE_FLAGS.get(a.split("=", 1)[0]) for a in argv if a.startswith("-")]
+    return list(dict.fromkeys(f for f in found if f))
+
+
 def hoist_multirun(argv: list[str]) -> list[str]:
     """Move ``-m``/``--multirun`` before the overrides.
 
@@ -117,6 +128,11 @@ def cli(argv: list[str] | None = None) -> int:
 
         print(help_text(SUBCOMMANDS))
         return 0
+    modes = hydra_modes(argv)
+    if len(modes) > 1:
+        print(f"prograd_pl: error: {' and '.join(modes)} cannot be given together (Hydra does one of them per "
+              "command); `--cfg job` prints one run's composed config, `-m` launches the sweep.", file=sys.stderr)  # fmt: skip
+        return 1
     sys.argv = [sys.argv[0], *hoist_multirun(argv)]
     try:
         from prograd_pl.app.precheck import precheck, precheck_sweep

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from prograd_pl.paper import SETTINGS
 
 LAUNCHERS = {"basic": [], "joblib": ["hydra/launcher=local_parallel"], "slurm": ["hydra/launcher=slurm"]}
-MODELS = ("rn50", "vit_b16", "mini")
+MODELS = ("rn50", "vit_b16", "mini", "mini_vit")
 
 
 STATUS_FILE = "STATUS.json"
@@ -93,10 +93,21 @@ class SweepSummary(Callback):
 
 
 def experiment_name(setting: str, model: str) -> str:
-    """``experiment/<name>.yaml`` of a table: ``fewshot``, ``fewshot_vit_b16``, ``mini_fewshot`` ..."""
-    if model == "mini":
-        return f"mini_{setting}"
+    """``experiment/<name>.yaml`` of a table: ``fewshot``, ``fewshot_vit_b16``, ``mini_fewshot``,
+    ``mini_vit_base2new`` ..."""
+    if model.startswith("mini"):
+        return f"{model}_{setting}"
     return setting if model == "rn50" else f"{setting}_{model}"
+
+
+def experiment_configs() -> list[str]:
+    """The experiment configs (``conf/experiment/*.yaml``)."""
+    from importlib.resources import files
+
+    from prograd_pl.app.config import CONFIG_MODULE
+
+    folder = files(CONFIG_MODULE).joinpath("experiment")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def quoted(value: str) -> str:
@@ -139,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     args = p.parse_intermixed_args(argv)
+    exp = args.experiment or experiment_name(args.setting, args.model)
+    if exp not in experiment_configs():
+        p.error(f"there is no experiment {exp} (conf/experiment/{exp}.yaml) for {args.setting} on --model "
+                f"{args.model}; the experiments: {', '.join(experiment_configs())}")
     for o in args.overrides:
         key, _, value = o.partition("=")
         if key.startswith("hydra.sweeper.params.") and "," in value:
@@ -160,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     tables = Path(args.output_root) / "tables"
     report_args = [str(args.output_root), "--setting", args.setting, "--out", str(tables)]
     reference = Path("experiments") / args.setting / "reference.csv"
-    if reference.is_file() and args.model != "mini":  # the mini world has no published numbers
+    if reference.is_file() and not args.model.startswith("mini"):
         report_args += ["--reference", str(reference)]
+    elif reference.is_file():  # the mini world has no published numbers: the papers' averages beside, for the order
+        report_args += ["--papers", str(reference)]
     rc = report_main(report_args)
     if args.summary:
         print()

@@ -310,7 +310,18 @@ _WEIGHT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save (zip) and legacy pickle
 def _check_weights_file(cfg: DictConfig) -> None:
     """A local ``model.pretrained`` file must look like saved weights (not, say, a text file)."""
     value = cfg.model.get("pretrained")
-    if not isinstance(value, str) or value in ("", "none", "None") or value.startswith("mini:"):
+    if isinstance(value, str) and value.startswith("mini:"):
+        from prograd_pl.mini.weights import MiniWeightsError, mini_model
+
+        try:
+            name = mini_model(value).name
+        except MiniWeightsError as err:
+            raise ConfigError(str(err)) from None
+        if name != str(cfg.model.name):
+            raise ConfigError(f"model.pretrained={value} holds {name}'s weights, not model.name={cfg.model.name}'s; "
+                              f"use model={'mini_vit' if name.endswith('vit') else 'mini'}.")  # fmt: skip
+        return
+    if not isinstance(value, str) or value in ("", "none", "None"):
         return
     path = Path(value).expanduser()
     if not path.is_file():

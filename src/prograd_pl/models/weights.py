@@ -40,13 +40,14 @@ _NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
 def resolve_pretrained(pretrained: str | None) -> str | None:
-    """``model.pretrained`` as open_clip takes it: None for random weights, the mini weights file for ``mini:``."""
+    """``model.pretrained`` as open_clip takes it: None for random weights, a mini model's weights file for
+    ``mini:`` / ``mini:vit``."""
     if pretrained in (None, "", "none", "None"):
         return None
     if pretrained.startswith("mini:"):
-        from prograd_pl.mini.weights import mini_weights_path
+        from prograd_pl.mini.weights import mini_model, mini_weights_path
 
-        return str(mini_weights_path())
+        return str(mini_weights_path(model=mini_model(pretrained).name))
     return pretrained
 
 

@@ -67,3 +67,35 @@ def compare(tables: Sequence[Table], reference: dict[Key, tuple[float, str]]) ->
             lines.append(f"| {key[0]} | {key[1]} | {shots} | {method} | {dataset} | {column} | {mine} | {ref:.2f} "
                          f"| {delta} | {source} |")  # fmt: skip
     return "\n".join(lines) if found else ""
+
+
+def papers_beside(tables: Sequence[Table], reference: dict[Key, tuple[float, str]]) -> str:
+    """Markdown: each method's average over datasets beside the published average of the same method and setting,
+    whatever the backbone and shots (``--papers``). For runs that cannot match the papers' (the mini world): read
+    the order of the methods, not the numbers; there is no difference column."""
+    lines = ["| method | ours: Base | New | H | backbone · shots | paper: Base | New | H | backbone · shots | source |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---|---|"]  # fmt: skip
+    found = 0
+    for table in tables:
+        meta = table.meta
+        if meta.get("kind") != "base2new" or meta.get("variant"):
+            continue
+        method = meta["method"]
+        published = {(k[1], k[2]): k for k in reference if k[0] == table.setting and k[3] == method
+                     and k[4] == "Average"}  # fmt: skip
+        if not published:
+            continue
+        try:
+            ours = [table.cell("Average", column) for column in ("Base", "New", "H")]
+        except (KeyError, ValueError):
+            continue
+        for backbone, shots in sorted(published):
+            refs = [reference.get((table.setting, backbone, shots, method, "Average", c)) for c in ("Base", "New", "H")]
+            if any(r is None for r in refs):
+                continue
+            found += 1
+            mine = " | ".join("–" if c.empty else f"{c.mean:.2f}" for c in ours)
+            theirs = " | ".join(f"{r[0]:.2f}" for r in refs)  # type: ignore[index]
+            lines.append(f"| {method} | {mine} | {meta.get('backbone', '')} · {meta.get('shots', '')} | {theirs} "
+                         f"| {backbone} · {shots} | {refs[0][1]} |")  # type: ignore[index]  # fmt: skip
+    return "\n".join(lines) if found else ""

@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", type=Path, action="append", default=[],
                    help="reference.csv of published numbers (experiments/<setting>/reference.csv) to print ours "
                    "beside, with the difference; repeatable")  # fmt: skip
+    p.add_argument("--papers", type=Path, action="append", default=[],
+                   help="reference.csv whose published averages to print beside each method's average whatever the "
+                   "backbone (the mini world's runs: compare the order of the methods, not the numbers); repeatable")
     p.add_argument("--wandb", action="store_true",
                    help="also upload the tables (W&B Tables) and plots to each sweep's W&B group "
                    "(<setting>-<backbone>); WANDB_MODE=offline writes them under --out for `wandb sync`")  # fmt: skip
@@ -414,6 +417,14 @@ def report_root(
             if side:
                 print(f"\n### ours beside the reference ({ref_path})\n\n{side}\n")
                 (out / f"{setting}_vs_reference.md").write_text(side + "\n", encoding="utf-8")
+        for ref_path in args.papers:
+            from prograd_pl.results.reference import papers_beside, read_reference
+
+            side = papers_beside(tables, read_reference(ref_path))
+            if side:
+                print(f"\n### each method's average beside the papers' ({ref_path}; other backbone and data: read "
+                      f"the order, not the numbers)\n\n{side}\n")
+                (out / f"{setting}_vs_papers.md").write_text(side + "\n", encoding="utf-8")
     return built
 
 
