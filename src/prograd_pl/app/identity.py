@@ -210,12 +210,32 @@ def run_dir(output_root: str | Path, ident: Mapping[str, Any]) -> Path:
 
 
 def readable_overrides(ident: Mapping[str, Any]) -> list[str]:
-    """The overrides that give the plain recipe for the same readable prefix (to name what else differs)."""
+    """The overrides that give the plain recipe for the same readable prefix (to name what else differs): the
+    method with its rule (``maple+prograd``'s recipe is maple's under the rule, lam and all), and the model config
+    whose name and weights these are (``model=mini_vit``, with its ``prompt_depth``) where one is."""
+    rule = ident["method"].get("rule")
+    model = ident["model"]
     return [
         f"setting={ident['setting']}", f"dataset={ident['dataset']['name']}", f"method={ident['method']['name']}",
-        f"model.name={ident['model']['name']}", f"model.pretrained={_override_value(ident['model']['pretrained'])}",
+        *([f"method.rule={rule}"] if rule not in (None, "none") else []), *model_overrides(model),
         f"shots={max(int(ident['shots']), 1)}", f"seed={int(ident['seed'])}",
     ]  # fmt: skip
+
+
+def model_overrides(model: Mapping[str, Any]) -> list[str]:
+    """``model=<config>`` for the model config (``conf/model/*.yaml``) with this name and weights, else the name and
+    weights as options."""
+    from importlib.resources import files
+
+    from prograd_pl.app.config import CONFIG_MODULE
+
+    for path in sorted(files(CONFIG_MODULE).joinpath("model").iterdir(), key=lambda p: p.name):
+        if not path.name.endswith(".yaml") or path.name.startswith("_") or path.name == "auto.yaml":
+            continue
+        node = OmegaConf.load(str(path))
+        if node.get("name") == model.get("name") and node.get("pretrained") == model.get("pretrained"):
+            return [f"model={path.name[: -len('.yaml')]}"]
+    return [f"model.name={model['name']}", f"model.pretrained={_override_value(model['pretrained'])}"]
 
 
 def _override_value(value: Any) -> str:

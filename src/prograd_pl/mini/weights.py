@@ -41,7 +41,7 @@ MINI_MODELS = {
     "prograd-mini": MiniModel("prograd-mini", "mini:", _PACKAGE / "assets" / "prograd_mini.pt",
                               "PROGRAD_MINI_WEIGHTS", 13),
     "prograd-mini-vit": MiniModel("prograd-mini-vit", "mini:vit", _PACKAGE / "assets" / "prograd_mini_vit.pt",
-                                  "PROGRAD_MINI_VIT_WEIGHTS", 13),
+                                  "PROGRAD_MINI_VIT_WEIGHTS", 14),
 }  # fmt: skip
 MODEL_CONFIG = MODEL_CONFIG_DIR / f"{MODEL_NAME}.json"
 WEIGHTS_FILE = MINI_MODELS[MODEL_NAME].file
