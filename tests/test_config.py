@@ -37,7 +37,7 @@ def test_every_experiment_composes_resolves_and_checks(name):
     resolved = resolve(cfg)
     check(resolved)
     assert resolved.trainer.max_epochs >= 1 and resolved.model.name
-    expected_model = {"mini": "prograd-mini", "vit_b16": "ViT-B-16-quickgelu", "cocoop": "ViT-B-16-quickgelu"}
+    expected_model = {"mini_vit": "prograd-mini-vit", "mini": "prograd-mini", "vit_b16": "ViT-B-16-quickgelu", "cocoop": "ViT-B-16-quickgelu"}
     model = next((v for k, v in expected_model.items() if k in name), "RN50-quickgelu")
     assert resolved.model.name == model
     if "dataset" in params and not name.startswith("mini"):
