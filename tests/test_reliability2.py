@@ -142,9 +142,16 @@ def test_two_hydra_modes_are_one_sentence(tmp_path, capsys, flags):
     assert files_under(tmp_path) == []
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """A command started in the background (``cmd &`` in a script, as a CI runner may start the tests) inherits SIGINT
+    ignored, and so would the run under test; a user's run at a terminal has the default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_during_start_up_exits_130_without_traceback(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "prograd_pl", *small_overrides(tmp_path)], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_at_a_terminal)  # fmt: skip
     time.sleep(1.5)  # importing the config and torch: long before the first training step
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -157,13 +164,23 @@ def test_sigint_during_start_up_exits_130_without_traceback(tmp_path):
 def test_sigint_while_the_libraries_load_is_raised_after_they_have_loaded():
     from prograd_pl.startup import sigint_held
 
-    reached = False
-    with pytest.raises(KeyboardInterrupt):
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (as at a terminal; see above)
+    try:
+        reached = False
+        with pytest.raises(KeyboardInterrupt):
+            with sigint_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # Python runs the handler here: it must only record the signal
+                reached = True
+        assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        # a process that ignores SIGINT (started with nohup or `&`) keeps ignoring it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         with sigint_held():
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # Python runs the handler here: it must only record the signal
-            reached = True
-    assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            time.sleep(0.05)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---- 2. paths are data ---------------------------------------------------------------------------------------
