@@ -212,6 +212,34 @@ def test_promptsrc_loss_and_gradients_are_the_hand_written_ones(vit):
         assert (got - want).abs().max() <= 1e-5 * max(1.0, float(want.abs().max()))
 
 
+def test_promptsrc_under_the_rule_runs_the_frozen_image_tower_once_per_step(vit):
+    """The image loss and the rule's teacher share one frozen pass of the batch; the step's gradients are those of
+    a step that runs the frozen tower for each."""
+    from prograd_pl.methods.promptsrc import PromptSRC
+
+    class Counted(PromptSRC):
+        passes = 0
+
+        def frozen_image_features(self, images):
+            Counted.passes += 1
+            return super().frozen_image_features(images)
+
+    class Twice(PromptSRC):  # the frozen features computed again for the teacher, as before the sharing
+        def teacher_image_features(self, images):
+            return self.frozen_image_features(images)
+
+    x, labels = images(vit, seed=4), torch.tensor([0, 1, 2, 4])
+    steps = []
+    for cls in (Counted, Twice):
+        method = cls(vit, NAMES, template=TEMPLATE, prompt=learner(vit), templates=3)
+        module = PromptModule(method, rule=ProGradRule(), optim=functools.partial(torch.optim.SGD, lr=0.01))
+        steps.append(module.compute_update(x, labels))
+    assert Counted.passes == 1
+    (shared, logs), (twice, logs_twice) = steps
+    assert all(torch.equal(a, b) for a, b in zip(shared, twice))
+    assert float(logs["loss_kl"]) == float(logs_twice["loss_kl"]) and bool(logs["conflict"]) == bool(logs_twice["conflict"])
+
+
 def test_gaussian_aggregation_averages_the_epochs_and_survives_a_checkpoint(vit):
     from prograd_pl.methods.promptsrc import gpa_weights
 

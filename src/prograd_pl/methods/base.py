@@ -147,6 +147,11 @@ class PromptMethod(nn.Module):
         """The method's L2-normalised fp32 image features ``[B, D]``: the frozen tower's, unless it prompts it."""
         return self.frozen_image_features(images)
 
+    def teacher_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The image features the rule's teacher (zero-shot CLIP) sees for a method that prompts the image tower:
+        the frozen, unprompted tower's. A method that already has them for this batch returns those."""
+        return self.frozen_image_features(images)
+
     @torch.no_grad()
     def frozen_image_features(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised fp32 image features ``[B, D]`` of the frozen, unprompted image tower (zero-shot CLIP's)."""

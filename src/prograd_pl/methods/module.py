@@ -258,7 +258,7 @@ class PromptModule(L.LightningModule):
             logits = method.logits(img, head)
             task, parts = method.task_loss(logits, head, img, labels)
             if rule is not None:  # the teacher is zero-shot CLIP: the frozen, unprompted image features
-                frozen = method.frozen_image_features(images) if method.prompts_image else img
+                frozen = method.teacher_image_features(images) if method.prompts_image else img
                 general = rule.general_loss(logits, frozen, method.teacher(), self.logit_scale)
             losses = [task] if general is None else [general, task]
             if method.prompts_image:

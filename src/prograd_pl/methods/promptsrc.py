@@ -60,6 +60,7 @@ class PromptSRC(IVLP):
         self._diverse_key: tuple | None = None
         self._diverse: torch.Tensor | None = None
         self._frozen_image: torch.Tensor | None = None
+        self._frozen_of: torch.Tensor | None = None  # the batch they are of
         self.gpa_sum: dict[str, torch.Tensor] = {}
 
     # ---- the frozen targets --------------------------------------------------------------------------------
@@ -81,8 +82,14 @@ class PromptSRC(IVLP):
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         # the frozen tower's features of the same batch are the image target of this step's loss
-        self._frozen_image = self.frozen_image_features(images)
+        self._frozen_image, self._frozen_of = self.frozen_image_features(images), images
         return super().image_features(images)
+
+    def teacher_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        # under the rule the teacher needs the same frozen features as the image loss: one frozen pass per step
+        if images is self._frozen_of and self._frozen_image is not None:
+            return self._frozen_image
+        return super().teacher_image_features(images)
 
     def task_loss(
         self, logits: torch.Tensor, text: torch.Tensor, image: torch.Tensor, labels: torch.Tensor
