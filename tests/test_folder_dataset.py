@@ -30,7 +30,10 @@ def run_app(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("setting", ["fewshot", "base2new"])
+@pytest.mark.parametrize("setting", [
+    pytest.param("fewshot", marks=pytest.mark.slow),  # (11 s; base2new below runs the same path and the split too)
+    "base2new",
+])  # fmt: skip
 def test_folder_dataset_trains_and_evaluates(tmp_path: Path, setting: str) -> None:
     """The user's line on a tree of three classes with a dozen images each, one class name with a space."""
     tree = build_folder_tree(tmp_path / "my_birds")
