@@ -100,16 +100,6 @@ def experiment_name(setting: str, model: str) -> str:
     return setting if model == "rn50" else f"{setting}_{model}"
 
 
-def experiment_configs() -> list[str]:
-    """The experiment configs (``conf/experiment/*.yaml``)."""
-    from importlib.resources import files
-
-    from prograd_pl.app.config import CONFIG_MODULE
-
-    folder = files(CONFIG_MODULE).joinpath("experiment")
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
 def quoted(value: str) -> str:
     """``value`` as a quoted Hydra override value: a path with ``=``, ``,``, spaces or quotes stays one path (not
     a sweep, not two overrides); backslashes before a quote or at the end are doubled, ``${`` is kept literal."""
@@ -150,10 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     args = p.parse_intermixed_args(argv)
+    from prograd_pl.app.config import group_configs
+
     exp = args.experiment or experiment_name(args.setting, args.model)
-    if exp not in experiment_configs():
+    if exp not in group_configs("experiment"):
         p.error(f"there is no experiment {exp} (conf/experiment/{exp}.yaml) for {args.setting} on --model "
-                f"{args.model}; the experiments: {', '.join(experiment_configs())}")
+                f"{args.model}; the experiments: {', '.join(group_configs('experiment'))}")
     for o in args.overrides:
         key, _, value = o.partition("=")
         if key.startswith("hydra.sweeper.params.") and "," in value:

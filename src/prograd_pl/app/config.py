@@ -319,7 +319,7 @@ def _check_weights_file(cfg: DictConfig) -> None:
             raise ConfigError(str(err)) from None
         if name != str(cfg.model.name):
             raise ConfigError(f"model.pretrained={value} holds {name}'s weights, not model.name={cfg.model.name}'s; "
-                              f"use model={'mini_vit' if name.endswith('vit') else 'mini'}.")  # fmt: skip
+                              f"use model={model_config_for(name, value)}.")  # fmt: skip
         return
     if not isinstance(value, str) or value in ("", "none", "None"):
         return
@@ -486,13 +486,33 @@ def _check_deep_prompts(cfg: DictConfig, method: str) -> None:
                               f"(both, for depth); expected at most {blocks}.")  # fmt: skip
 
 
-def method_configs() -> list[str]:
-    """The method configs Hydra can compose (``method=<name>``): the files of ``conf/method/`` without a leading
-    underscore."""
+def group_configs(group: str) -> list[str]:
+    """The configs Hydra can compose for ``group`` (``method=<name>``, ``experiment=<name>`` ...): the files of
+    ``conf/<group>/`` without a leading underscore (those are the bases others inherit)."""
     from importlib.resources import files
 
-    folder = files(CONFIG_MODULE).joinpath("method")
+    folder = files(CONFIG_MODULE).joinpath(group)
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml") and not p.name.startswith("_"))
+
+
+def method_configs() -> list[str]:
+    """The method configs (``conf/method/``)."""
+    return group_configs("method")
+
+
+def model_config_for(name: str, pretrained: Any) -> str | None:
+    """The model config (``model=<config>``, not ``auto``) whose architecture and weights are ``name`` and
+    ``pretrained``, if one is."""
+    from importlib.resources import files
+
+    folder = files(CONFIG_MODULE).joinpath("model")
+    for config in group_configs("model"):
+        if config == "auto":
+            continue
+        node = OmegaConf.load(str(folder.joinpath(f"{config}.yaml")))
+        if node.get("name") == name and node.get("pretrained") == pretrained:
+            return config
+    return None
 
 
 def _check_method_class(cfg: DictConfig) -> None:

@@ -223,18 +223,12 @@ def readable_overrides(ident: Mapping[str, Any]) -> list[str]:
 
 
 def model_overrides(model: Mapping[str, Any]) -> list[str]:
-    """``model=<config>`` for the model config (``conf/model/*.yaml``) with this name and weights, else the name and
-    weights as options."""
-    from importlib.resources import files
+    """``model=<config>`` for the model config with this name and weights, else the name and weights as options."""
+    from prograd_pl.app.config import model_config_for
 
-    from prograd_pl.app.config import CONFIG_MODULE
-
-    for path in sorted(files(CONFIG_MODULE).joinpath("model").iterdir(), key=lambda p: p.name):
-        if not path.name.endswith(".yaml") or path.name.startswith("_") or path.name == "auto.yaml":
-            continue
-        node = OmegaConf.load(str(path))
-        if node.get("name") == model.get("name") and node.get("pretrained") == model.get("pretrained"):
-            return [f"model={path.name[: -len('.yaml')]}"]
+    config = model_config_for(model.get("name"), model.get("pretrained"))
+    if config is not None:
+        return [f"model={config}"]
     return [f"model.name={model['name']}", f"model.pretrained={_override_value(model['pretrained'])}"]
 
 

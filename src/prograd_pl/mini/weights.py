@@ -43,10 +43,7 @@ MINI_MODELS = {
     "prograd-mini-vit": MiniModel("prograd-mini-vit", "mini:vit", _PACKAGE / "assets" / "prograd_mini_vit.pt",
                                   "PROGRAD_MINI_VIT_WEIGHTS", 14),
 }  # fmt: skip
-MODEL_CONFIG = MODEL_CONFIG_DIR / f"{MODEL_NAME}.json"
-WEIGHTS_FILE = MINI_MODELS[MODEL_NAME].file
 WEIGHTS_ENV = MINI_MODELS[MODEL_NAME].env  # optional override of the file
-REBUILD = "make pretrain-mini"  # = python tools/mini_pretrain.py --out src/prograd_pl/assets/prograd_mini.pt
 
 _checked: dict[tuple[str, int, int, str], bool] = {}
 
